@@ -1,0 +1,110 @@
+"""Embedding + interaction blocks: the equivariant trunk shared by the potential and property
+models."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from e3nn import o3
+from torch import nn
+
+from equivar.nn.embedding import GraphInputEmbedding, SpeciesEmbedding
+from equivar.nn.harmonics import EdgeSphericalHarmonics
+from equivar.nn.interaction import InteractionBlock
+from equivar.nn.radial import RadialEmbedding
+
+
+def hidden_irreps(num_channels: int, lmax: int) -> o3.Irreps:
+    """``C x 0e + C x 1o + C x 2e + ...`` up to ``lmax`` (natural parity)."""
+    return o3.Irreps([(num_channels, (l, (-1) ** l)) for l in range(lmax + 1)])
+
+
+class EquivariantBackbone(nn.Module):
+    """Species (+ charge/spin) embedding followed by ``num_layers`` interaction blocks.
+
+    Args:
+        species: supported atomic numbers.
+        cutoff: radial cutoff (Angstrom).
+        num_channels: channels per irrep.
+        lmax: highest l of the node features.
+        sh_lmax: highest l of the edge spherical harmonics.
+        num_layers: interaction blocks.
+        num_basis: radial basis functions.
+        radial_basis: ``"bessel"`` or ``"gaussian"``.
+        radial_hidden: radial MLP hidden widths.
+        avg_num_neighbors: normalisation of neighbour sums.
+        graph_inputs: embed total charge and spin (default True).
+        norm: equivariant RMS norm before each block after the first.
+        backend: convolution backend.
+
+    Shapes:
+        z: [n_nodes], edge_vec: [n_edges, 3], edge_index: [2, n_edges], batch: [n_nodes],
+        total_charge, spin: [n_graphs] -> node_feats [n_nodes, irreps_out.dim],
+        species_index [n_nodes], edge_len [n_edges]
+    """
+
+    def __init__(
+        self,
+        *,
+        species: Sequence[int],
+        cutoff: float,
+        num_channels: int,
+        lmax: int,
+        sh_lmax: int,
+        num_layers: int,
+        num_basis: int,
+        radial_basis: str,
+        radial_hidden: Sequence[int],
+        avg_num_neighbors: float,
+        graph_inputs: bool = True,
+        norm: bool = False,
+        backend: str = "e3nn",
+    ) -> None:
+        super().__init__()
+        if num_layers < 1:
+            raise ValueError(f"num_layers must be >= 1, got {num_layers}")
+        self.cutoff = float(cutoff)
+        self.species_embedding = SpeciesEmbedding(species, num_channels)
+        self.species = self.species_embedding.species
+        self.graph_embedding = GraphInputEmbedding(num_channels) if graph_inputs else None
+        self.radial = RadialEmbedding(cutoff, num_basis, radial_basis)
+        self.sh = EdgeSphericalHarmonics(sh_lmax)
+        hidden = hidden_irreps(num_channels, lmax)
+        blocks, irreps = [], self.species_embedding.irreps_out
+        for i in range(num_layers):
+            block = InteractionBlock(
+                irreps,
+                hidden,
+                self.sh.irreps_out,
+                num_basis,
+                radial_hidden,
+                avg_num_neighbors,
+                norm=norm and i > 0,
+                backend=backend,
+            )
+            blocks.append(block)
+            irreps = block.irreps_out
+        self.blocks = nn.ModuleList(blocks)
+        self.irreps_out = irreps
+
+    def forward(
+        self,
+        z: torch.Tensor,
+        edge_vec: torch.Tensor,
+        edge_index: torch.Tensor,
+        batch: torch.Tensor,
+        total_charge: torch.Tensor,
+        spin: torch.Tensor,
+        validate: bool = True,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        species_index = self.species_embedding.species_index(z, validate)  # [n_nodes]
+        h = self.species_embedding.embed(species_index)  # [n_nodes, num_channels]
+        if self.graph_embedding is not None:
+            h = h + self.graph_embedding(total_charge, spin, batch)
+        edge_len = torch.linalg.vector_norm(edge_vec, dim=-1)  # [n_edges]
+        edge_radial = self.radial(edge_len)  # [n_edges, num_basis]
+        edge_sh = self.sh(edge_vec)  # [n_edges, sh.dim]
+        for block in self.blocks:
+            h = block(h, edge_sh, edge_radial, edge_index)  # [n_nodes, irreps.dim]
+        return h, species_index, edge_len

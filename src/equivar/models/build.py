@@ -1,0 +1,150 @@
+"""``build(name, **options)``: every model from keyword options and a size preset."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from torch import nn
+
+from equivar.models.potential import PotentialModel
+from equivar.models.property import PropertyModel
+from equivar.nn.embedding import resolve_species
+
+#: size presets: channels per irrep, feature and harmonic degrees, depth, radial MLP widths
+PRESETS: dict[str, dict[str, Any]] = {
+    "S": dict(num_channels=32, lmax=1, sh_lmax=2, num_layers=2, radial_hidden=(32,)),
+    "M": dict(num_channels=64, lmax=2, sh_lmax=3, num_layers=3, radial_hidden=(64, 64)),
+    "L": dict(num_channels=128, lmax=2, sh_lmax=3, num_layers=4, radial_hidden=(64, 64)),
+}
+
+#: H..Rn: organic chemistry and the common metals out of the box
+DEFAULT_SPECIES = tuple(range(1, 87))
+
+
+def _statistics_options(statistics) -> dict[str, Any]:
+    """Model options derived from an ``equivar.data.DatasetStatistics`` (or its dict)."""
+    stats = statistics.to_dict() if hasattr(statistics, "to_dict") else dict(statistics)
+    out: dict[str, Any] = {}
+    if stats.get("species"):
+        out["species"] = list(stats["species"])
+    if stats.get("mean_num_neighbors"):
+        out["avg_num_neighbors"] = float(stats["mean_num_neighbors"])
+    if stats.get("atomic_energies"):
+        out["atomic_energies"] = {int(k): float(v) for k, v in stats["atomic_energies"].items()}
+    scale = stats.get("forces_rms") or stats.get("energy_residual_rms_per_atom")
+    if scale:
+        out["energy_scale"] = float(scale)
+    return out
+
+
+def _build_trunk_options(options: dict[str, Any], allowed: Sequence[str]) -> dict[str, Any]:
+    unknown = [k for k in options if k not in allowed]
+    if unknown:
+        hints = []
+        for k in unknown:
+            close = difflib.get_close_matches(k, allowed, n=1)
+            hints.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        raise ValueError(f"unknown option(s) {', '.join(hints)}; valid: {sorted(allowed)}")
+    preset = options.pop("preset", "M")
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+    statistics = options.pop("statistics", None)
+    resolved = {**PRESETS[preset]}
+    if statistics is not None:
+        resolved.update(_statistics_options(statistics))
+    resolved.update(options)  # explicit options win over preset and statistics
+    resolved["species"] = resolve_species(resolved.get("species", DEFAULT_SPECIES))
+    resolved["radial_hidden"] = tuple(resolved["radial_hidden"])
+    return resolved
+
+
+_COMMON = (
+    "preset", "statistics", "species", "cutoff", "num_channels", "lmax", "sh_lmax", "num_layers",
+    "num_basis", "radial_basis", "radial_hidden", "avg_num_neighbors", "graph_inputs", "norm",
+    "readout_hidden", "backend",
+)  # fmt: skip
+
+
+def build_potential(**options: Any) -> PotentialModel:
+    """Interatomic potential (energy, forces, stress); see :func:`build` for the options.
+
+    Extra options: ``atomic_energies`` (``{Z: eV}`` or one number), ``energy_scale`` (eV),
+    ``zbl`` (add ZBL repulsion, default False), ``forces`` (default True), ``stress`` (None =
+    when any graph is periodic; True/False to fix it, e.g. under ``torch.compile``).
+    """
+    allowed = (*_COMMON, "atomic_energies", "energy_scale", "zbl", "forces", "stress")
+    opts = _build_trunk_options({"cutoff": 5.0, **options}, allowed)
+    config = _to_config({"name": "potential", **opts})
+    return PotentialModel(**opts, config=config)
+
+
+def build_property(**options: Any) -> PropertyModel:
+    """Property model; see :func:`build`. Needs ``targets={name: kind}``.
+
+    Extra options: ``targets`` (kinds ``"sum"``, ``"mean"``, ``"node"``, ``"vector"``,
+    ``"dipole"``, ``"tensor"``), ``target_shifts`` (``{name: {Z: value} or value}``) and
+    ``target_scales`` (``{name: value}``).
+    """
+    allowed = (*_COMMON, "targets", "target_shifts", "target_scales")
+    if "targets" not in options:
+        raise ValueError("build('property') needs targets={name: kind}, e.g. {'U0': 'sum'}")
+    opts = _build_trunk_options({"cutoff": 5.0, **options}, allowed)
+    config = _to_config({"name": "property", **opts})
+    return PropertyModel(**opts, config=config)
+
+
+def _to_config(options: Mapping[str, Any]) -> dict[str, Any]:
+    """Plain-data copy of the resolved options (tuples -> lists, int keys kept)."""
+
+    def plain(v):
+        if isinstance(v, Mapping):
+            return {k: plain(x) for k, x in v.items()}
+        if isinstance(v, (tuple, list)):
+            return [plain(x) for x in v]
+        return v
+
+    return {k: plain(v) for k, v in options.items()}
+
+
+BUILDERS: dict[str, Callable[..., nn.Module]] = {
+    "potential": build_potential,
+    "property": build_property,
+}
+
+
+def build(name: str, **options: Any) -> nn.Module:
+    """Build a model by name from keyword options.
+
+    Names: ``"potential"`` (energy/forces/stress), ``"property"`` (molecular properties).
+    Later issues add ``"nbody"`` and ``"wavefunction"``.
+
+    Common options (all keyword-only; explicit options override the preset, which overrides
+    nothing else):
+        preset: ``"S"``, ``"M"`` (default) or ``"L"`` (see ``PRESETS``).
+        statistics: an ``equivar.data.DatasetStatistics``; sets species, ``avg_num_neighbors``,
+            per-element energy shifts and the energy scale.
+        species: atomic numbers or symbols (default H..Rn).
+        cutoff: radial cutoff in Angstrom (default 5.0).
+        num_channels, lmax, sh_lmax, num_layers: trunk size (from the preset).
+        num_basis (8), radial_basis (``"bessel"`` | ``"gaussian"``), radial_hidden (preset).
+        avg_num_neighbors: neighbour-sum normalisation (default 12, or from statistics).
+        graph_inputs: embed total charge and spin multiplicity (default True).
+        norm: equivariant RMS norm between blocks (default False).
+        backend: convolution implementation (default ``"e3nn"``).
+
+    Example:
+        >>> from equivar.models import build
+        >>> model = build("potential", preset="S", species=["H", "C", "O"], cutoff=4.0)
+        >>> model.config["num_channels"]
+        32
+
+    Raises:
+        ValueError: unknown model name or option (with the closest valid one), bad values.
+    """
+    if name not in BUILDERS:
+        close = difflib.get_close_matches(name, list(BUILDERS), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"unknown model {name!r}{hint}; available: {sorted(BUILDERS)}")
+    return BUILDERS[name](**options)

@@ -1,0 +1,32 @@
+"""Sums and means of rows onto segments (nodes or graphs), the only reductions blocks use."""
+
+from __future__ import annotations
+
+import torch
+
+
+def scatter_sum(src: torch.Tensor, index: torch.Tensor, dim_size: int) -> torch.Tensor:
+    """Sum rows of ``src`` that share an ``index`` (order-independent up to float rounding).
+
+    Args:
+        src: values to sum.
+        index: target row of each source row.
+        dim_size: number of target rows (rows with no source stay zero).
+
+    Shapes:
+        src: [n, ...], index: [n] -> [dim_size, ...]
+    """
+    out = src.new_zeros((dim_size, *src.shape[1:]))
+    return out.index_add(0, index, src)
+
+
+def scatter_mean(src: torch.Tensor, index: torch.Tensor, dim_size: int) -> torch.Tensor:
+    """Mean of rows of ``src`` that share an ``index``; empty segments give zero.
+
+    Shapes:
+        src: [n, ...], index: [n] -> [dim_size, ...]
+    """
+    total = scatter_sum(src, index, dim_size)
+    count = scatter_sum(torch.ones_like(index, dtype=src.dtype), index, dim_size)
+    count = count.clamp(min=1).reshape(dim_size, *([1] * (src.dim() - 1)))
+    return total / count

@@ -1,0 +1,20 @@
+"""Shared fixtures: dtype parametrisation (never set a global dtype at import time)."""
+
+import pytest
+import torch
+
+
+@pytest.fixture(params=[torch.float64, torch.float32], ids=["float64", "float32"])
+def dtype(request):
+    """Run a test in float64 (tight tolerances) and float32 (loose ones)."""
+    return request.param
+
+
+def tolerance(dtype: torch.dtype) -> float:
+    """Relative tolerance for an equivariance/identity check in ``dtype``."""
+    return 1e-10 if dtype == torch.float64 else 1e-5
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
