@@ -51,7 +51,11 @@ def energy_derivatives(
     """
     inputs = [pos] if displacement is None else [pos, displacement]
     grads = torch.autograd.grad(
-        [energy.sum()], inputs, create_graph=create_graph, allow_unused=True
+        [energy],
+        inputs,
+        grad_outputs=[torch.ones_like(energy)],
+        create_graph=create_graph,
+        allow_unused=True,
     )
     dpos = grads[0] if grads[0] is not None else torch.zeros_like(pos)
     out = {"forces": -dpos}

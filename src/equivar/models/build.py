@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
+import torch
 from torch import nn
 
 from equivar.models.potential import PotentialModel
@@ -63,8 +65,41 @@ def _build_trunk_options(options: dict[str, Any], allowed: Sequence[str]) -> dic
 _COMMON = (
     "preset", "statistics", "species", "cutoff", "num_channels", "lmax", "sh_lmax", "num_layers",
     "num_basis", "radial_basis", "radial_hidden", "avg_num_neighbors", "graph_inputs", "norm",
-    "readout_hidden", "backend",
+    "readout_hidden", "backend", "dtype",
 )  # fmt: skip
+
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def _resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
+    if dtype is None:
+        return torch.get_default_dtype()
+    if isinstance(dtype, torch.dtype) and dtype in _DTYPES.values():
+        return dtype
+    if isinstance(dtype, str) and dtype in _DTYPES:
+        return _DTYPES[dtype]
+    raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
+
+
+@contextlib.contextmanager
+def _float64_construction() -> Iterator[None]:
+    """Build in float64: e3nn bakes Clebsch-Gordan constants in the default dtype at
+    construction, and casting float32-built modules to float64 later leaves ~1e-8 symmetry
+    errors. Built in float64 and cast down, a model is exact in either precision."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
+
+
+def _construct(cls, opts: dict[str, Any], name: str) -> nn.Module:
+    dtype = _resolve_dtype(opts.pop("dtype", None))
+    config = _to_config({"name": name, **opts, "dtype": str(dtype).removeprefix("torch.")})
+    with _float64_construction():
+        model = cls(**opts, config=config)
+    return model.to(dtype)
 
 
 def build_potential(**options: Any) -> PotentialModel:
@@ -76,8 +111,7 @@ def build_potential(**options: Any) -> PotentialModel:
     """
     allowed = (*_COMMON, "atomic_energies", "energy_scale", "zbl", "forces", "stress")
     opts = _build_trunk_options({"cutoff": 5.0, **options}, allowed)
-    config = _to_config({"name": "potential", **opts})
-    return PotentialModel(**opts, config=config)
+    return _construct(PotentialModel, opts, "potential")
 
 
 def build_property(**options: Any) -> PropertyModel:
@@ -91,8 +125,7 @@ def build_property(**options: Any) -> PropertyModel:
     if "targets" not in options:
         raise ValueError("build('property') needs targets={name: kind}, e.g. {'U0': 'sum'}")
     opts = _build_trunk_options({"cutoff": 5.0, **options}, allowed)
-    config = _to_config({"name": "property", **opts})
-    return PropertyModel(**opts, config=config)
+    return _construct(PropertyModel, opts, "property")
 
 
 def _to_config(options: Mapping[str, Any]) -> dict[str, Any]:
@@ -133,6 +166,9 @@ def build(name: str, **options: Any) -> nn.Module:
         graph_inputs: embed total charge and spin multiplicity (default True).
         norm: equivariant RMS norm between blocks (default False).
         backend: convolution implementation (default ``"e3nn"``).
+        dtype: ``"float32"``/``"float64"`` or a torch dtype (default: torch's default). The model
+            is always constructed in float64 and cast, so prefer ``dtype="float64"`` over
+            ``model.double()`` (which cannot restore coefficients rounded to float32).
 
     Example:
         >>> from equivar.models import build

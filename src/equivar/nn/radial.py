@@ -149,6 +149,8 @@ class RadialEmbedding(nn.Module):
         self, cutoff: float, num_basis: int = 8, basis: str = "bessel", cutoff_p: int = 6
     ) -> None:
         super().__init__()
+        if not (cutoff > 0 and math.isfinite(cutoff)):
+            raise ValueError(f"cutoff must be positive and finite, got {cutoff}")
         if basis not in RADIAL_BASES:
             raise ValueError(f"unknown radial basis {basis!r}; choose one of {list(RADIAL_BASES)}")
         self.basis = RADIAL_BASES[basis](cutoff, num_basis)

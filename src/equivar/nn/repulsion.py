@@ -41,10 +41,10 @@ class ZBLRepulsion(nn.Module):
     def __init__(self, p: int = 6) -> None:
         super().__init__()
         self.register_buffer(
-            "radii", torch.tensor(covalent_radii, dtype=torch.get_default_dtype()), persistent=False
+            "radii", torch.tensor(covalent_radii, dtype=torch.float64), persistent=False
         )
-        self.register_buffer("c", torch.tensor(_ZBL_C), persistent=False)
-        self.register_buffer("d", torch.tensor(_ZBL_D), persistent=False)
+        self.register_buffer("c", torch.tensor(_ZBL_C, dtype=torch.float64), persistent=False)
+        self.register_buffer("d", torch.tensor(_ZBL_D, dtype=torch.float64), persistent=False)
         self.envelope = PolynomialCutoff(1.0, p)
 
     def forward(

@@ -17,7 +17,10 @@ def scatter_sum(src: torch.Tensor, index: torch.Tensor, dim_size: int) -> torch.
         src: [n, ...], index: [n] -> [dim_size, ...]
     """
     out = src.new_zeros((dim_size, *src.shape[1:]))
-    return out.index_add(0, index, src)
+    # scatter_add on a broadcast view of the index (no copy), not index_add: torch.compile's CPU
+    # backend (torch 2.13) fails to generate code for index_add into a single row (n_graphs = 1).
+    expanded = index.reshape(-1, *([1] * (src.dim() - 1))).expand_as(src)
+    return out.scatter_add(0, expanded, src)
 
 
 def scatter_mean(src: torch.Tensor, index: torch.Tensor, dim_size: int) -> torch.Tensor:

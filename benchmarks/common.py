@@ -1,0 +1,154 @@
+"""Shared helpers of the benchmark scripts: hardware and version strings, tables, JSON output.
+
+Every benchmark prints a plain-text table last and, with ``--json PATH``, writes
+``{"benchmark", "hardware", "versions", "rows"}`` so results can be compared across machines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "hardware",
+    "median_time",
+    "print_table",
+    "standard_parser",
+    "versions",
+    "write_json",
+]
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def hardware() -> str:
+    """One line naming the CPU model and usable cores, and the GPU when torch sees one.
+
+    Returns:
+        e.g. ``"Intel(R) Xeon(R) Processor, 2 cores; GPU: none"``.
+    """
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 0
+    gpu = "none"
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            gpu = torch.cuda.get_device_name(0)
+    except ImportError:
+        pass
+    return f"{_cpu_model()}, {cores} cores; GPU: {gpu}"
+
+
+def versions() -> dict[str, str]:
+    """Versions of Python and of the packages the benchmarks depend on (``None`` if absent).
+
+    Returns:
+        ``{"python", "torch", "e3nn", "torch_geometric", "ase", "vesin", "numpy", "equivar"}``.
+    """
+    out: dict[str, Any] = {"python": platform.python_version()}
+    for name, dist in [
+        ("torch", "torch"),
+        ("e3nn", "e3nn"),
+        ("torch_geometric", "torch-geometric"),
+        ("ase", "ase"),
+        ("vesin", "vesin"),
+        ("numpy", "numpy"),
+    ]:
+        try:
+            out[name] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    try:
+        import equivar
+
+        out["equivar"] = getattr(equivar, "__version__", "unknown")
+    except ImportError:
+        out["equivar"] = None
+    return out
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}" if abs(value) < 1e4 else f"{value:.0f}"
+    return str(value)
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    """Print rows as an aligned plain-text table (columns from the first row's keys).
+
+    Args:
+        rows: one dict per row; numbers right-aligned, floats with 4 significant digits.
+    """
+    if not rows:
+        print("(no rows)")
+        return
+    columns = list(rows[0])
+    cells = [[_fmt(row.get(c, "")) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(r[k]) for r in cells)) for k, c in enumerate(columns)]
+    print("  ".join(c.rjust(w) for c, w in zip(columns, widths, strict=True)))
+    print("  ".join("-" * w for w in widths))
+    for r in cells:
+        print("  ".join(v.rjust(w) for v, w in zip(r, widths, strict=True)))
+
+
+def write_json(path: str | os.PathLike, benchmark: str, rows: list[dict[str, Any]]) -> None:
+    """Write ``{"benchmark", "hardware", "versions", "rows"}`` to ``path`` (folders created).
+
+    Args:
+        path: destination file.
+        benchmark: the benchmark's name, e.g. ``"neighbors"``.
+        rows: the measured rows, as printed.
+    """
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    record = {"benchmark": benchmark, "hardware": hardware(), "versions": versions(), "rows": rows}
+    p.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+
+
+def median_time(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> tuple[float, Any]:
+    """Median wall time (s) of ``fn()`` over ``repeats`` calls after ``warmup`` calls.
+
+    Returns:
+        ``(median_seconds, result_of_last_call)``.
+    """
+    result = None
+    for _ in range(warmup):
+        result = fn()
+    times = []
+    for _ in range(max(repeats, 1)):
+        start = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), result
+
+
+def standard_parser() -> argparse.ArgumentParser:
+    """The standard argparse parent: ``--json PATH`` and ``--quick``.
+
+    Returns:
+        A parser without ``-h`` to pass as ``argparse.ArgumentParser(parents=[standard_parser()])``.
+    """
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--json", metavar="PATH", default=None, help="also write the rows as JSON")
+    p.add_argument("--quick", action="store_true", help="smaller sizes, for CI and smoke tests")
+    return p

@@ -1,0 +1,132 @@
+"""Energy + forces throughput and peak memory of the potential, 10^2 .. 10^5 atoms, periodic.
+
+System: diamond silicon (a = 5.43 Angstrom), rattled by 0.05 Angstrom, cutoff 5 Angstrom (28
+neighbours per atom), replicated to each size. Times the model call (energy and forces by
+autograd) on a prebuilt graph, median of repeats after warm-up; the neighbour list is timed
+separately. Linear scaling shows as a flat cost per atom.
+
+    python benchmarks/potential_speed.py --device cpu --preset S --json out.json
+    python benchmarks/potential_speed.py --device cuda --preset M --sizes 100 1000 10000 100000
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+from ase.build import bulk
+from torch_geometric.data import Batch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import hardware, print_table, standard_parser, versions, write_json  # noqa: E402
+
+from equivar.data import from_ase  # noqa: E402
+from equivar.models import build  # noqa: E402
+
+
+def silicon(n_atoms: int):
+    """Rattled diamond Si with about ``n_atoms`` atoms (8 per cubic cell, k x k x k cells)."""
+    k = max(1, round((n_atoms / 8) ** (1 / 3)))
+    atoms = bulk("Si", "diamond", a=5.43, cubic=True) * (k, k, k)
+    atoms.rattle(0.05, seed=0)
+    return atoms
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_call(fn, device, repeats: int, warmup: int = 2) -> float:
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def run(args) -> list[dict]:
+    device = torch.device(args.device)
+    dtype = {"float32": torch.float32, "float64": torch.float64}[args.dtype]
+    model = (
+        build(
+            "potential",
+            preset=args.preset,
+            species=[14],
+            cutoff=args.cutoff,
+            dtype=dtype,
+            stress=False,
+        )
+        .to(device)
+        .eval()
+    )
+    rows = []
+    for n in args.sizes:
+        atoms = silicon(n)
+        t0 = time.perf_counter()
+        data = from_ase(atoms, args.cutoff, dtype=dtype)
+        t_graph = time.perf_counter() - t0
+        batch = Batch.from_data_list([data]).to(device)
+        n_atoms, n_edges = len(atoms), batch.edge_index.shape[1]
+        row = {"atoms": n_atoms, "edges": n_edges, "graph_ms": round(1e3 * t_graph, 2)}
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats(device)
+        try:
+            t = time_call(lambda b=batch: model(b), device, args.repeats)
+        except torch.OutOfMemoryError:
+            row.update(model_ms="OOM", us_per_atom="-", atoms_per_s="-", peak_mem_MiB="-")
+            rows.append(row)
+            print(f"{n_atoms} atoms: out of memory", flush=True)
+            continue
+        if device.type == "cuda":
+            peak = torch.cuda.max_memory_allocated(device) / 2**20
+        else:  # process-wide high-water mark; sizes run in increasing order
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        row.update(
+            model_ms=round(1e3 * t, 3),
+            us_per_atom=round(1e6 * t / n_atoms, 3),
+            atoms_per_s=round(n_atoms / t),
+            peak_mem_MiB=round(peak, 1),
+        )
+        rows.append(row)
+        print(f"{n_atoms} atoms: {row}", flush=True)
+    return rows
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__,
+        parents=[standard_parser()],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--preset", default="S", choices=["S", "M", "L"])
+    parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    parser.add_argument("--cutoff", type=float, default=5.0)
+    parser.add_argument("--sizes", type=int, nargs="+", default=None)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args(argv)
+    if args.sizes is None:
+        args.sizes = [100, 1000] if args.quick else [100, 1000, 10_000, 100_000]
+    torch.set_num_threads(torch.get_num_threads())
+    rows = run(args)
+    name = f"potential_speed ({args.device}, preset {args.preset}, {args.dtype})"
+    print(f"\n{name} on {hardware()}")
+    print_table(rows)
+    if args.json:
+        write_json(args.json, name, rows)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,279 @@
+"""Reading structures into an :class:`~equivar.data.AtomsDataset`, and writing equivar ``.npz``.
+
+Formats:
+    * anything ``ase.io.read`` reads (extxyz, xyz, cif, traj, ...), through ASE;
+    * ``.npz``, equivar's layout (written by :func:`write_npz`)::
+
+        z [total_atoms] int, pos [total_atoms, 3], n_atoms [n_frames] int,
+        cell [n_frames, 3, 3] (optional), pbc [n_frames, 3] bool (optional),
+        total_charge [n_frames], spin [n_frames] (optional),
+        per_atom_keys [k] str: names of the per-atom targets (leading axis total_atoms);
+        every other array is a per-frame target (leading axis n_frames).
+
+    * ``.npz``, MD17/sGDML layout: ``R [F, N, 3]``, ``z [N]``, optional ``E [F]`` or ``[F, 1]``
+      and ``F [F, N, 3]``. Energies and forces are taken as they are, **in the file's units**
+      (MD17/sGDML files use kcal/mol and kcal/mol/Angstrom, not eV); convert them yourself.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from equivar import keys as K
+from equivar.data.dataset import AtomsDataset
+from equivar.data.graph import atoms_fields, is_node_level, make_atoms
+
+if TYPE_CHECKING:
+    import ase
+    from torch_geometric.data import Data
+
+__all__ = ["read", "write_npz"]
+
+_NPZ_STRUCTURE = {"z", "pos", "n_atoms", "cell", "pbc", "total_charge", "spin", "per_atom_keys"}
+_SKIP_FROM_DATA = set(K.STRUCTURE_KEYS) | {K.NUM_NODES, "ptr", K.EDGE_VECTORS, K.EDGE_LENGTHS}
+
+
+def read(
+    path: str | os.PathLike,
+    cutoff: float,
+    *,
+    index: int | slice | str = ":",
+    dtype: torch.dtype | None = None,
+) -> AtomsDataset:
+    """Read a file of structures (with their targets) into a dataset of graphs.
+
+    Args:
+        path: ``.npz`` (equivar or MD17/sGDML layout, see the module docstring) or any file
+            ``ase.io.read`` understands (extxyz, ...).
+        cutoff: neighbour cutoff radius (Angstrom).
+        index: which frames, in ASE's syntax (``":"``, ``"-10:"``, ``"::2"``, an int or a slice).
+            Default ``":"``: all.
+        dtype: floating dtype of the graphs. Default: ``torch.get_default_dtype()``.
+
+    Returns:
+        An :class:`AtomsDataset`; its ``.atoms`` are the frames read.
+
+    Example:
+        >>> ds = read("train.extxyz", cutoff=5.0)  # doctest: +SKIP
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"path {str(p)!r} does not exist or is not a file")
+    if p.suffix.lower() == ".npz":
+        frames = _read_npz(p, index)
+    else:
+        frames = _read_ase(p, index)
+    return AtomsDataset(frames, cutoff, dtype=dtype)
+
+
+def _read_ase(path: Path, index: int | slice | str) -> list[ase.Atoms]:
+    """Frames through ``ase.io.read``; unknown formats become a ValueError."""
+    import ase.io
+    from ase.io.formats import UnknownFileTypeError
+
+    try:
+        frames = ase.io.read(path, index=index)
+    except UnknownFileTypeError as err:
+        raise ValueError(
+            f"path {str(path)!r}: unknown file format (extension {path.suffix!r}); use .npz or a "
+            f"format ase.io.read understands, e.g. .extxyz ({err})"
+        ) from err
+    return [frames] if not isinstance(frames, list) else frames
+
+
+def _frame_selection(n_frames: int, index: int | slice | str) -> list[int]:
+    """Frame numbers chosen by an ASE-style ``index``."""
+    from ase.io.formats import string2index
+
+    sel = string2index(index) if isinstance(index, str) else index
+    frames = list(range(n_frames))
+    if isinstance(sel, slice):
+        return frames[sel]
+    if isinstance(sel, (int, np.integer)):
+        if not -n_frames <= sel < n_frames:
+            raise ValueError(f"index {sel} is out of range for {n_frames} frames")
+        return [frames[sel]]
+    raise TypeError(f"index must be an int, a slice or a string, got {type(index).__name__}")
+
+
+def _read_npz(path: Path, index: int | slice | str) -> list[ase.Atoms]:
+    """Frames of an equivar or MD17/sGDML ``.npz`` file as ``ase.Atoms`` with their targets."""
+    with np.load(path, allow_pickle=False) as f:
+        arrays = {key: f[key] for key in f.files}
+    if "n_atoms" in arrays:
+        return _read_equivar_npz(arrays, path, index)
+    if "R" in arrays:
+        return _read_md17_npz(arrays, path, index)
+    raise ValueError(
+        f"path {str(path)!r}: unrecognised .npz layout, found keys {sorted(arrays)}; expected "
+        "equivar's (z, pos, n_atoms, ...) or MD17/sGDML's (R, z, E, F)"
+    )
+
+
+def _require(arrays: dict, names: Iterable[str], path: Path, layout: str) -> None:
+    missing = [n for n in names if n not in arrays]
+    if missing:
+        raise ValueError(
+            f"path {str(path)!r}: {layout} .npz is missing required key(s) {missing}; "
+            f"found {sorted(arrays)}"
+        )
+
+
+def _read_equivar_npz(arrays: dict, path: Path, index: int | slice | str) -> list[ase.Atoms]:
+    _require(arrays, ["z", "pos", "n_atoms"], path, "equivar")
+    n_atoms = arrays["n_atoms"].astype(np.int64).reshape(-1)  # [n_frames]
+    n_frames, total = len(n_atoms), int(n_atoms.sum())
+    where = f"path {str(path)!r}"
+    if np.any(n_atoms < 0):
+        raise ValueError(f"{where}: n_atoms has negative entries")
+    if arrays["z"].shape != (total,) or arrays["pos"].shape != (total, 3):
+        raise ValueError(
+            f"{where}: n_atoms sums to {total} but z has shape {arrays['z'].shape} and pos "
+            f"{arrays['pos'].shape} (expected [{total}] and [{total}, 3])"
+        )
+    per_atom = {str(k) for k in arrays.get("per_atom_keys", np.zeros(0, dtype=str)).tolist()}
+    expected = {"cell": (n_frames, 3, 3), "pbc": (n_frames, 3)}
+    for key, shape in expected.items():
+        if key in arrays and arrays[key].shape != shape:
+            raise ValueError(f"{where}: {key} has shape {arrays[key].shape}, expected {shape}")
+    targets = {k: v for k, v in arrays.items() if k not in _NPZ_STRUCTURE}
+    inputs = [(k, arrays[k]) for k in ("total_charge", "spin") if k in arrays]
+    for key, value in [*targets.items(), *inputs]:
+        lead = total if key in per_atom else n_frames
+        if value.ndim == 0 or value.shape[0] != lead:
+            kind = "per-atom (total_atoms)" if key in per_atom else "per-frame (n_frames)"
+            raise ValueError(
+                f"{where}: {key} has shape {value.shape}, expected leading axis {lead} {kind}"
+            )
+    missing = sorted(per_atom - set(targets))
+    if missing:
+        raise ValueError(f"{where}: per_atom_keys names {missing}, which are not in the file")
+    starts = np.concatenate([[0], np.cumsum(n_atoms)])  # [n_frames + 1]
+    frames = []
+    for f in _frame_selection(n_frames, index):
+        a, b = starts[f], starts[f + 1]
+        cell = arrays["cell"][f] if "cell" in arrays else None
+        pbc = arrays["pbc"][f] if "pbc" in arrays else None
+        if pbc is None and cell is not None:
+            pbc = np.linalg.norm(cell, axis=-1) > 0
+        frames.append(
+            make_atoms(
+                arrays["z"][a:b],
+                arrays["pos"][a:b],
+                cell,
+                pbc,
+                total_charge=arrays["total_charge"][f] if "total_charge" in arrays else None,
+                spin=arrays["spin"][f] if "spin" in arrays else None,
+                graph_targets={k: v[f] for k, v in targets.items() if k not in per_atom},
+                node_targets={k: v[a:b] for k, v in targets.items() if k in per_atom},
+            )
+        )
+    return frames
+
+
+def _read_md17_npz(arrays: dict, path: Path, index: int | slice | str) -> list[ase.Atoms]:
+    _require(arrays, ["R", "z"], path, "MD17/sGDML")
+    where = f"path {str(path)!r}"
+    if "lattice" in arrays:
+        raise ValueError(f"{where}: periodic sGDML files ('lattice') are not supported")
+    pos, z = arrays["R"], arrays["z"].reshape(-1)
+    if pos.ndim != 3 or pos.shape[2] != 3 or pos.shape[1] != len(z):
+        raise ValueError(f"{where}: R has shape {pos.shape}, expected [n_frames, {len(z)}, 3]")
+    n_frames = pos.shape[0]
+    energy = arrays.get("E")
+    if energy is not None:
+        if energy.shape not in ((n_frames,), (n_frames, 1)):
+            raise ValueError(
+                f"{where}: E has shape {energy.shape}, expected [{n_frames}] or [F, 1]"
+            )
+        energy = energy.reshape(n_frames)
+    forces = arrays.get("F")
+    if forces is not None and forces.shape != pos.shape:
+        raise ValueError(f"{where}: F has shape {forces.shape}, expected {pos.shape} like R")
+    frames = []
+    for f in _frame_selection(n_frames, index):
+        graph = {} if energy is None else {K.ENERGY: np.float64(energy[f])}
+        node = {} if forces is None else {K.FORCES: forces[f]}
+        frames.append(make_atoms(z, pos[f], graph_targets=graph, node_targets=node))
+    return frames
+
+
+def _frame_fields(item: ase.Atoms | Data) -> tuple[dict[str, np.ndarray], set[str]]:
+    """Numpy fields (targets without their leading graph axis) and node-level names of a frame."""
+    import ase
+
+    if isinstance(item, ase.Atoms):
+        fields, node_keys = atoms_fields(item, torch.float64)
+    elif hasattr(item, "keys") and hasattr(item, K.POSITIONS):
+        n = int(item[K.POSITIONS].shape[0])
+        fields = {k: item[k] for k in item.keys() if isinstance(item[k], torch.Tensor)}
+        node_keys = {k: v for k, v in fields.items() if k not in _SKIP_FROM_DATA}
+        node_keys = {k for k, v in node_keys.items() if is_node_level(k, v, n)}
+    else:
+        raise TypeError(f"write_npz takes ase.Atoms or Data, got {type(item).__name__}")
+    out = {k: v.detach().cpu().numpy() for k, v in fields.items()}
+    if K.CELL not in out:
+        out[K.CELL] = np.zeros((1, 3, 3))
+        out[K.PBC] = np.zeros((1, 3), dtype=bool)
+    return out, node_keys
+
+
+def write_npz(path: str | os.PathLike, structures: Iterable[ase.Atoms | Data]) -> None:
+    """Write structures and their targets to an equivar ``.npz`` (read back by :func:`read`).
+
+    The file is written to a temporary name and renamed, so a crash never leaves half a file.
+
+    Args:
+        path: destination, normally ending in ``.npz``.
+        structures: ``ase.Atoms`` or graphs (``Data``, an :class:`AtomsDataset`); every frame
+            must carry the same targets with the same per-frame shapes.
+
+    Shapes:
+        see the module docstring for the arrays written.
+    """
+    frames = [_frame_fields(item) for item in structures]
+    if not frames:
+        raise ValueError("structures is empty: nothing to write")
+    node_keys = set().union(*(nk for _, nk in frames))
+    target_keys = set(frames[0][0]) - _SKIP_FROM_DATA
+    for k, (fields, _) in enumerate(frames):
+        keys_k = set(fields) - _SKIP_FROM_DATA
+        if keys_k != target_keys:
+            raise ValueError(
+                f"structure {k} has targets {sorted(keys_k)} but structure 0 has "
+                f"{sorted(target_keys)}; every frame must carry the same targets"
+            )
+    out: dict[str, np.ndarray] = {
+        "z": np.concatenate([f[K.ATOMIC_NUMBERS] for f, _ in frames]).astype(np.int64),
+        "pos": np.concatenate([f[K.POSITIONS] for f, _ in frames]),  # [total_atoms, 3]
+        "n_atoms": np.array([len(f[K.ATOMIC_NUMBERS]) for f, _ in frames], dtype=np.int64),
+        "cell": np.concatenate([f[K.CELL].reshape(1, 3, 3) for f, _ in frames]),
+        "pbc": np.concatenate([f[K.PBC].reshape(1, 3) for f, _ in frames]).astype(bool),
+        "per_atom_keys": np.array(sorted(node_keys & target_keys), dtype=np.str_),
+    }
+    for key in (K.TOTAL_CHARGE, K.SPIN):
+        if all(key in f for f, _ in frames):
+            out[key] = np.concatenate([f[key].reshape(1) for f, _ in frames])  # [n_frames]
+    for key in sorted(target_keys):
+        parts = [f[key] for f, _ in frames]  # node: [n_atoms, ...]; graph: [1, ...]
+        try:
+            out[key] = np.concatenate(parts)
+        except ValueError as err:
+            raise ValueError(f"target {key!r} has different shapes across structures") from err
+    dest = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent or ".", suffix=".npz.tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            np.savez(handle, **out)
+        os.replace(tmp, dest)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise

@@ -1,0 +1,88 @@
+"""Public symmetry assertions and helpers for testing equivar models (and your own).
+
+* :func:`assert_equivariant`: outputs transform as their ``FieldSpec`` promises under rotations,
+  improper rotations, translations, atom relabellings and edge reorderings.
+* :func:`assert_conservative`: forces are ``-dE/dpos`` (finite differences, symmetric Hessian,
+  zero work around a loop) and stress is ``dE/d(strain) / volume``.
+* transforms: :func:`rotate`, :func:`translate`, :func:`permute_nodes`, :func:`shuffle_edges`,
+  :func:`random_rotation`, :func:`random_permutation_within_graphs`, :func:`transform_output`.
+* fixtures: :func:`random_molecule_batch`, :func:`random_crystal_batch`.
+* :func:`wigner_D`: representation matrices of any irreps, exact to float64 rounding (e3nn's
+  ``D_from_matrix`` is accurate to ~1e-7 only), for block-level equivariance tests.
+
+Names are resolved lazily, so ``import equivar.testing`` does no work.
+
+Example:
+    >>> from equivar.testing import assert_equivariant, assert_conservative  # doctest: +SKIP
+    >>> model.eval()  # doctest: +SKIP
+    >>> assert_equivariant(model, batch)  # doctest: +SKIP
+    >>> assert_conservative(model, batch.to(torch.float64))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__all__ = [
+    "SymmetryAssertionError",
+    "assert_conservative",
+    "assert_equivariant",
+    "permute_nodes",
+    "random_crystal_batch",
+    "random_edge_permutation_within_graphs",
+    "random_molecule_batch",
+    "random_permutation_within_graphs",
+    "random_rotation",
+    "rotate",
+    "shuffle_edges",
+    "transform_output",
+    "translate",
+    "wigner_D",
+]
+
+_WHERE = {
+    "SymmetryAssertionError": "equivariance",
+    "assert_equivariant": "equivariance",
+    "assert_conservative": "conservative",
+    "permute_nodes": "transforms",
+    "random_edge_permutation_within_graphs": "transforms",
+    "random_permutation_within_graphs": "transforms",
+    "random_rotation": "transforms",
+    "rotate": "transforms",
+    "shuffle_edges": "transforms",
+    "transform_output": "transforms",
+    "translate": "transforms",
+    "random_crystal_batch": "fixtures",
+    "random_molecule_batch": "fixtures",
+    "wigner_D": "wigner",
+}
+
+if TYPE_CHECKING:  # pragma: no cover
+    from equivar.testing.conservative import assert_conservative
+    from equivar.testing.equivariance import SymmetryAssertionError, assert_equivariant
+    from equivar.testing.fixtures import random_crystal_batch, random_molecule_batch
+    from equivar.testing.transforms import (
+        permute_nodes,
+        random_edge_permutation_within_graphs,
+        random_permutation_within_graphs,
+        random_rotation,
+        rotate,
+        shuffle_edges,
+        transform_output,
+        translate,
+    )
+    from equivar.testing.wigner import wigner_D
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        module = importlib.import_module(f"{__name__}.{_WHERE[name]}")
+        value = getattr(module, name)
+        globals()[name] = value  # cache: later lookups skip __getattr__
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
