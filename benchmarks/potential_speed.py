@@ -23,7 +23,7 @@ from ase.build import bulk
 from torch_geometric.data import Batch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import hardware, print_table, standard_parser, versions, write_json  # noqa: E402
+from common import hardware, print_table, standard_parser, write_json  # noqa: E402
 
 from equivar.data import from_ase  # noqa: E402
 from equivar.models import build  # noqa: E402

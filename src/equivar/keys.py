@@ -20,10 +20,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# --- inputs -------------------------------------------------------------------------------------
+# --- inputs ----------------------------------------------------------------------------------
 POSITIONS = "pos"  # [n_nodes, 3] float | Cartesian positions (Angstrom)
 ATOMIC_NUMBERS = "z"  # [n_nodes] int64 | atomic numbers, 1..118
-CELL = "cell"  # [n_graphs, 3, 3] float | lattice vectors as rows (Angstrom); zeros if non-periodic
+CELL = "cell"  # [n_graphs, 3, 3] float | lattice vectors as rows (Angstrom); zeros without pbc
 PBC = "pbc"  # [n_graphs, 3] bool | periodicity along each lattice vector
 EDGE_INDEX = "edge_index"  # [2, n_edges] int64 | (sender j, receiver i)
 EDGE_SHIFTS = "shifts"  # [n_edges, 3] float | integer lattice translations of the sender
@@ -32,11 +32,11 @@ NUM_NODES = "num_nodes"  # int | nodes in a Data (PyG's own key)
 TOTAL_CHARGE = "total_charge"  # [n_graphs] float | net charge of the structure (e)
 SPIN = "spin"  # [n_graphs] float | spin multiplicity 2S+1 (1 = closed shell)
 
-# --- derived inside a model -------------------------------------------------------------------------
+# --- derived inside a model ---------------------------------------------------------------
 EDGE_VECTORS = "edge_vec"  # [n_edges, 3] | pos[j] - pos[i] + shift @ cell
 EDGE_LENGTHS = "edge_len"  # [n_edges] | |edge_vec|
 
-# --- targets and outputs ------------------------------------------------------------------------
+# --- targets and outputs ---------------------------------------------------------------------
 ENERGY = "energy"  # [n_graphs] | total energy (eV)
 NODE_ENERGY = "node_energy"  # [n_nodes] | per-atom energy contributions (eV)
 FORCES = "forces"  # [n_nodes, 3] | -dE/dpos (eV/Angstrom)

@@ -83,8 +83,9 @@ def test_zbl_matches_hand_calculation_and_switches_off():
     e = zbl(z, torch.tensor([r, r], dtype=torch.float64), edge_index).sum().item()
     a = 0.46850 / (2 * 1.0**0.23)
     x = r / a
-    phi = sum(c * math.exp(-d * x) for c, d in zip((0.18175, 0.50986, 0.28022, 0.02817),
-                                                   (3.19980, 0.94229, 0.40290, 0.20162)))
+    coefficients = ((0.18175, 3.19980), (0.50986, 0.94229), (0.28022, 0.40290),
+                    (0.02817, 0.20162))
+    phi = sum(c * math.exp(-d * x) for c, d in coefficients)
     rc = 2 * 0.31  # covalent radius of H in ase
     env = PolynomialCutoff(1.0)(torch.tensor(r / rc, dtype=torch.float64)).item()
     assert e == pytest.approx(14.399645478425668 / r * phi * env, rel=1e-12)

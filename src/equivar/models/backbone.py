@@ -17,7 +17,7 @@ from equivar.nn.radial import RadialEmbedding
 
 def hidden_irreps(num_channels: int, lmax: int) -> o3.Irreps:
     """``C x 0e + C x 1o + C x 2e + ...`` up to ``lmax`` (natural parity)."""
-    return o3.Irreps([(num_channels, (l, (-1) ** l)) for l in range(lmax + 1)])
+    return o3.Irreps([(num_channels, (deg, (-1) ** deg)) for deg in range(lmax + 1)])
 
 
 class EquivariantBackbone(nn.Module):

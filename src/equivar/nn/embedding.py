@@ -11,7 +11,6 @@ from e3nn import o3
 from torch import nn
 
 
-
 def resolve_species(species: Sequence[int | str]) -> list[int]:
     """Sorted, unique atomic numbers from numbers or element symbols.
 

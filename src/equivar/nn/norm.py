@@ -31,7 +31,7 @@ class EquivariantRMSNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out, w0 = [], 0
-        for (mul, ir), sl in zip(self.irreps_in, self.irreps_in.slices()):
+        for (mul, ir), sl in zip(self.irreps_in, self.irreps_in.slices(), strict=True):
             block = x[:, sl].reshape(-1, mul, ir.dim)  # [n_nodes, mul, 2l+1]
             if ir.l == 0 and ir.p == 1:
                 block = block - block.mean(dim=1, keepdim=True)

@@ -164,9 +164,9 @@ class RadialEmbedding(nn.Module):
 class RadialMLP(nn.Module):
     """MLP from invariant edge features to per-edge tensor-product weights.
 
-    Built on e3nn's variance-preserving ``FullyConnectedNet`` (SiLU, no bias), so weights start at
-    unit scale whatever the widths. Without a bias it maps zero features to zero weights, which keeps
-    every message zero beyond the cutoff.
+    Built on e3nn's variance-preserving ``FullyConnectedNet`` (SiLU, no bias), so weights start
+    at unit scale whatever the widths. Without a bias it maps zero features to zero weights, which
+    keeps every message zero beyond the cutoff.
 
     Args:
         num_in: number of radial features.

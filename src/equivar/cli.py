@@ -1,0 +1,99 @@
+"""Command line: ``equivar <command> ...`` (argument parsing only; the work is in the library)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+
+
+def _check(args: argparse.Namespace) -> int:
+    import torch
+    from torch_geometric.data import Batch
+
+    from equivar.data import compute_statistics, read
+    from equivar.models import build
+    from equivar.testing.report import symmetry_report, worst_by_transform
+
+    dtype = {"float32": torch.float32, "float64": torch.float64}[args.dtype]
+    datasets = {path: read(path, args.cutoff, index=f":{args.max_structures}", dtype=dtype)
+                for path in args.paths}
+    species = sorted({int(z) for ds in datasets.values() for d in ds for z in d.z.tolist()})
+    neighbours = [compute_statistics(ds).mean_num_neighbors for ds in datasets.values()]
+    torch.manual_seed(args.seed)
+    model = build("potential", preset=args.preset, species=species, cutoff=args.cutoff,
+                  avg_num_neighbors=sum(neighbours) / len(neighbours), dtype=dtype)
+    model.eval()
+    print(f"equivar check: untrained potential (preset {args.preset}, cutoff {args.cutoff} A, "
+          f"{sum(p.numel() for p in model.parameters())} parameters, {args.dtype}) "
+          f"for species {species}\n")
+    header = (f"{'file':<28} {'structs':>7} {'atoms':>6} {'ms/struct':>9} {'rotation':>9} "
+              f"{'inversion':>9} {'translat.':>9} {'permut.':>9} {'forces-FD':>9} {'loop':>9}")
+    print(header)
+    print("-" * len(header))
+    all_passed = True
+    for path, dataset in datasets.items():
+        batch = Batch.from_data_list(list(dataset))
+        t0 = time.perf_counter()
+        model(batch)
+        ms = 1e3 * (time.perf_counter() - t0) / len(dataset)
+        report = symmetry_report(model, batch, seed=args.seed)
+        worst = worst_by_transform(report["equivariance"])
+        cons = report.get("conservative", {})
+        name = path if len(path) <= 28 else "..." + path[-25:]
+        print(f"{name:<28} {len(dataset):>7} {batch.num_nodes:>6} {ms:>9.2f} "
+              f"{worst.get('rotation', 0):>9.1e} {worst.get('improper_rotation', 0):>9.1e} "
+              f"{worst.get('translation', 0):>9.1e} {worst.get('permutation', 0):>9.1e} "
+              f"{cons.get('forces_fd', float('nan')):>9.1e} "
+              f"{cons.get('loop_work', float('nan')):>9.1e}")
+        for failure in report["failures"]:
+            print(f"  FAILED {failure}")
+        all_passed &= report["passed"]
+    print("\nerrors are relative (worst over outputs energy, forces, ...); tolerance "
+          f"{'1e-10' if dtype == torch.float64 else '1e-5'} for symmetry, "
+          f"{'1e-6' if dtype == torch.float64 else '1e-2'} for finite differences")
+    print("all symmetry checks passed" if all_passed else "SOME CHECKS FAILED")
+    return 0 if all_passed else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from equivar import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="equivar", description="Symmetry-aware neural networks for molecules and point clouds."
+    )
+    parser.add_argument("--version", action="version", version=f"equivar {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    check = sub.add_parser(
+        "check",
+        help="build a potential for structures and print its symmetry errors",
+        description="Build an (untrained) potential for the structures in PATHS, evaluate energies "
+        "and forces, and print the worst relative error under random rotations, reflections, "
+        "translations and permutations, and of the forces against finite differences of the "
+        "energy. Exit status 1 if any check fails.",
+    )
+    check.add_argument("paths", nargs="+", metavar="PATH", help="extxyz or npz files")
+    check.add_argument("--preset", default="S", choices=["S", "M", "L"])
+    check.add_argument("--cutoff", type=float, default=5.0, help="Angstrom (default 5)")
+    check.add_argument("--dtype", default="float64", choices=["float32", "float64"])
+    check.add_argument("--max-structures", type=int, default=16, help="per file (default 16)")
+    check.add_argument("--seed", type=int, default=0)
+    check.set_defaults(func=_check)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, TypeError, FileNotFoundError) as err:
+        print(f"equivar {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,28 @@
+"""The CLI parses, runs the library and reports errors with a non-zero status."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+from equivar.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_check_on_shipped_data_passes(capsys):
+    status = main(["check", str(ROOT / "datasets" / "ethanol_xtb.extxyz"), "--max-structures",
+                   "3", "--preset", "S", "--cutoff", "4.0"])
+    out = capsys.readouterr().out
+    assert status == 0
+    assert "all symmetry checks passed" in out and "ethanol_xtb.extxyz" in out
+
+
+def test_check_reports_a_missing_file(capsys):
+    assert main(["check", "no/such/file.extxyz"]) == 2
+    assert "no/such/file.extxyz" in capsys.readouterr().err
+
+
+def test_python_m_equivar_help():
+    result = subprocess.run([sys.executable, "-m", "equivar", "check", "--help"],
+                            capture_output=True, text=True, check=True)
+    assert "rotations" in result.stdout and "--max-structures" in result.stdout
