@@ -83,7 +83,7 @@ def run(args) -> list[dict]:
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats(device)
         try:
-            t = time_call(lambda b=batch: model(b), device, args.repeats)
+            t = time_call(lambda b=batch: model(b), device, args.repeats, args.warmup)
         except torch.OutOfMemoryError:
             row.update(model_ms="OOM", us_per_atom="-", atoms_per_s="-", peak_mem_MiB="-")
             rows.append(row)
@@ -116,10 +116,10 @@ def main(argv=None) -> None:
     parser.add_argument("--cutoff", type=float, default=5.0)
     parser.add_argument("--sizes", type=int, nargs="+", default=None)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=2)
     args = parser.parse_args(argv)
     if args.sizes is None:
         args.sizes = [100, 1000] if args.quick else [100, 1000, 10_000, 100_000]
-    torch.set_num_threads(torch.get_num_threads())
     rows = run(args)
     name = f"potential_speed ({args.device}, preset {args.preset}, {args.dtype})"
     print(f"\n{name} on {hardware()}")
