@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -46,43 +47,18 @@ class PotentialModel(nn.Module):
     def __init__(
         self,
         *,
-        species: Sequence[int],
-        cutoff: float,
-        num_channels: int,
-        lmax: int,
-        sh_lmax: int,
-        num_layers: int,
-        num_basis: int = 8,
-        radial_basis: str = "bessel",
-        radial_hidden: Sequence[int] = (64, 64),
-        avg_num_neighbors: float = 12.0,
         atomic_energies: Mapping[int, float] | float = 0.0,
         energy_scale: float = 1.0,
         zbl: bool = False,
-        graph_inputs: bool = True,
-        norm: bool = False,
         forces: bool = True,
         stress: bool | None = None,
         readout_hidden: int = 16,
-        backend: str = "e3nn",
         config: Mapping | None = None,
+        **backbone: Any,
     ) -> None:
+        """Args: the head options above; ``**backbone`` goes to :class:`EquivariantBackbone`."""
         super().__init__()
-        self.backbone = EquivariantBackbone(
-            species=species,
-            cutoff=cutoff,
-            num_channels=num_channels,
-            lmax=lmax,
-            sh_lmax=sh_lmax,
-            num_layers=num_layers,
-            num_basis=num_basis,
-            radial_basis=radial_basis,
-            radial_hidden=radial_hidden,
-            avg_num_neighbors=avg_num_neighbors,
-            graph_inputs=graph_inputs,
-            norm=norm,
-            backend=backend,
-        )
+        self.backbone = EquivariantBackbone(**backbone)
         self.species = self.backbone.species
         self.cutoff = self.backbone.cutoff
         self.readout = ScalarHead(self.backbone.irreps_out, 1, readout_hidden)

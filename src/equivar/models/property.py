@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from ase.data import atomic_masses
@@ -47,24 +48,13 @@ class PropertyModel(nn.Module):
         self,
         *,
         targets: Mapping[str, str],
-        species: Sequence[int],
-        cutoff: float,
-        num_channels: int,
-        lmax: int,
-        sh_lmax: int,
-        num_layers: int,
-        num_basis: int = 8,
-        radial_basis: str = "bessel",
-        radial_hidden: Sequence[int] = (64, 64),
-        avg_num_neighbors: float = 12.0,
         target_shifts: Mapping[str, Mapping[int, float] | float] | None = None,
         target_scales: Mapping[str, float] | None = None,
-        graph_inputs: bool = True,
-        norm: bool = False,
         readout_hidden: int = 16,
-        backend: str = "e3nn",
         config: Mapping | None = None,
+        **backbone: Any,
     ) -> None:
+        """Args: the head options above; ``**backbone`` goes to :class:`EquivariantBackbone`."""
         super().__init__()
         if not targets:
             raise ValueError("targets must name at least one target, e.g. {'U0': 'sum'}")
@@ -80,23 +70,10 @@ class PropertyModel(nn.Module):
                 raise ValueError(f"shift/scale given for {name!r}, which is not a target")
         needs_l2 = any(k == "tensor" for k in targets.values())
         needs_l1 = any(k in ("vector", "dipole") for k in targets.values())
+        lmax = backbone["lmax"]
         if needs_l2 and lmax < 2 or needs_l1 and lmax < 1:
             raise ValueError(f"lmax={lmax} is too small for targets {dict(targets)}")
-        self.backbone = EquivariantBackbone(
-            species=species,
-            cutoff=cutoff,
-            num_channels=num_channels,
-            lmax=lmax,
-            sh_lmax=sh_lmax,
-            num_layers=num_layers,
-            num_basis=num_basis,
-            radial_basis=radial_basis,
-            radial_hidden=radial_hidden,
-            avg_num_neighbors=avg_num_neighbors,
-            graph_inputs=graph_inputs,
-            norm=norm,
-            backend=backend,
-        )
+        self.backbone = EquivariantBackbone(**backbone)
         self.species = self.backbone.species
         self.cutoff = self.backbone.cutoff
         self.targets = dict(targets)
