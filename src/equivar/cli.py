@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 import time
 from collections.abc import Sequence
@@ -57,6 +58,12 @@ def _check(args: argparse.Namespace) -> int:
     return 0 if all_passed else 1
 
 
+#: modules that add their own subcommands: each has ``add_commands(subparsers)``, which adds
+#: parsers whose ``func(args) -> int`` does the work by calling the library
+_COMMAND_MODULES: list[str] = [
+]
+
+
 def build_parser() -> argparse.ArgumentParser:
     from equivar import __version__
 
@@ -82,6 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--max-structures", type=int, default=16, help="per file (default 16)")
     check.add_argument("--seed", type=int, default=0)
     check.set_defaults(func=_check)
+    for module in _COMMAND_MODULES:
+        importlib.import_module(module).add_commands(sub)
     return parser
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import importlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -141,10 +142,19 @@ def _to_config(options: Mapping[str, Any]) -> dict[str, Any]:
     return {k: plain(v) for k, v in options.items()}
 
 
-BUILDERS: dict[str, Callable[..., nn.Module]] = {
+BUILDERS: dict[str, Callable[..., nn.Module] | str] = {
     "potential": build_potential,
     "property": build_property,
+    # other models register here as "module:function", imported on first use
 }
+
+
+def _builder(name: str) -> Callable[..., nn.Module]:
+    target = BUILDERS[name]
+    if isinstance(target, str):
+        module, _, attr = target.partition(":")
+        target = getattr(importlib.import_module(module), attr)
+    return target
 
 
 def build(name: str, **options: Any) -> nn.Module:
@@ -183,4 +193,4 @@ def build(name: str, **options: Any) -> nn.Module:
         close = difflib.get_close_matches(name, list(BUILDERS), n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise ValueError(f"unknown model {name!r}{hint}; available: {sorted(BUILDERS)}")
-    return BUILDERS[name](**options)
+    return _builder(name)(**options)
