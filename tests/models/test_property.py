@@ -58,3 +58,17 @@ def test_bad_targets_are_rejected():
         small_property(lmax=1)
     with pytest.raises(ValueError, match="not a target"):
         small_property(target_scales={"H": 2.0})
+
+
+def test_statistics_set_species_and_neighbours_but_not_energy_shifts():
+    from equivar.data import compute_statistics
+    from equivar.testing import random_molecule_batch as rmb
+
+    batch = rmb(n_graphs=3, species=(1, 6), cutoff=3.5, dtype=torch.float64, seed=14)
+    datas = batch.to_data_list()
+    for d in datas:
+        d.energy = torch.tensor([1.0], dtype=torch.float64)
+    stats = compute_statistics(datas)
+    model = build("property", preset="S", cutoff=3.5, statistics=stats, targets={"U0": "sum"})
+    assert model.species == [1, 6]
+    assert model.backbone.blocks[0].conv.avg_num_neighbors == stats.mean_num_neighbors

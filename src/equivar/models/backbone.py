@@ -30,10 +30,10 @@ class EquivariantBackbone(nn.Module):
         lmax: highest l of the node features.
         sh_lmax: highest l of the edge spherical harmonics.
         num_layers: interaction blocks.
-        num_basis: radial basis functions.
-        radial_basis: ``"bessel"`` or ``"gaussian"``.
-        radial_hidden: radial MLP hidden widths.
-        avg_num_neighbors: normalisation of neighbour sums.
+        num_basis: radial basis functions (default 8).
+        radial_basis: ``"bessel"`` (default) or ``"gaussian"``.
+        radial_hidden: radial MLP hidden widths (default ``(64, 64)``).
+        avg_num_neighbors: normalisation of neighbour sums (default 12).
         graph_inputs: embed total charge and spin (default True).
         norm: equivariant RMS norm before each block after the first.
         backend: convolution backend.
@@ -53,10 +53,10 @@ class EquivariantBackbone(nn.Module):
         lmax: int,
         sh_lmax: int,
         num_layers: int,
-        num_basis: int,
-        radial_basis: str,
-        radial_hidden: Sequence[int],
-        avg_num_neighbors: float,
+        num_basis: int = 8,
+        radial_basis: str = "bessel",
+        radial_hidden: Sequence[int] = (64, 64),
+        avg_num_neighbors: float = 12.0,
         graph_inputs: bool = True,
         norm: bool = False,
         backend: str = "e3nn",

@@ -26,14 +26,17 @@ PRESETS: dict[str, dict[str, Any]] = {
 DEFAULT_SPECIES = tuple(range(1, 87))
 
 
-def _statistics_options(statistics) -> dict[str, Any]:
-    """Model options derived from an ``equivar.data.DatasetStatistics`` (or its dict)."""
+def _statistics_options(statistics, energy: bool) -> dict[str, Any]:
+    """Model options derived from an ``equivar.data.DatasetStatistics`` (or its dict): species and
+    neighbour count always, per-element energy shifts and scale only for energy models."""
     stats = statistics.to_dict() if hasattr(statistics, "to_dict") else dict(statistics)
     out: dict[str, Any] = {}
     if stats.get("species"):
         out["species"] = list(stats["species"])
     if stats.get("mean_num_neighbors"):
         out["avg_num_neighbors"] = float(stats["mean_num_neighbors"])
+    if not energy:
+        return out
     if stats.get("atomic_energies"):
         out["atomic_energies"] = {int(k): float(v) for k, v in stats["atomic_energies"].items()}
     scale = stats.get("forces_rms") or stats.get("energy_residual_rms_per_atom")
@@ -42,7 +45,9 @@ def _statistics_options(statistics) -> dict[str, Any]:
     return out
 
 
-def _build_trunk_options(options: dict[str, Any], allowed: Sequence[str]) -> dict[str, Any]:
+def _build_trunk_options(
+    options: dict[str, Any], allowed: Sequence[str], energy: bool = False
+) -> dict[str, Any]:
     unknown = [k for k in options if k not in allowed]
     if unknown:
         hints = []
@@ -56,7 +61,7 @@ def _build_trunk_options(options: dict[str, Any], allowed: Sequence[str]) -> dic
     statistics = options.pop("statistics", None)
     resolved = {**PRESETS[preset]}
     if statistics is not None:
-        resolved.update(_statistics_options(statistics))
+        resolved.update(_statistics_options(statistics, energy))
     resolved.update(options)  # explicit options win over preset and statistics
     resolved["species"] = resolve_species(resolved.get("species", DEFAULT_SPECIES))
     resolved["radial_hidden"] = tuple(resolved["radial_hidden"])
@@ -111,7 +116,7 @@ def build_potential(**options: Any) -> PotentialModel:
     when any graph is periodic; True/False to fix it, e.g. under ``torch.compile``).
     """
     allowed = (*_COMMON, "atomic_energies", "energy_scale", "zbl", "forces", "stress")
-    opts = _build_trunk_options({"cutoff": 5.0, **options}, allowed)
+    opts = _build_trunk_options({"cutoff": 5.0, **options}, allowed, energy=True)
     return _construct(PotentialModel, opts, "potential")
 
 

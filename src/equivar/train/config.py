@@ -1,0 +1,240 @@
+"""Typed training configuration: dataclasses loaded from YAML, with ``a.b=c`` overrides.
+
+Unknown keys are errors that name the key and the closest valid one, at every level.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+@dataclass
+class DataConfig:
+    """Where the structures come from and how they are split and batched.
+
+    Args:
+        train: path to an extxyz/npz file (read with ``equivar.data.read``).
+        valid: separate validation file; if empty, ``valid_fraction`` of ``train`` is held out.
+        test: separate test file; if empty, ``test_fraction`` of ``train`` is held out.
+        valid_fraction, test_fraction: held-out fractions when no file is given.
+        max_structures: use only the first N structures of ``train`` (0: all).
+        cutoff: neighbour cutoff (Angstrom); also the model's cutoff.
+        batch_size, valid_batch_size: structures per batch.
+        seed: seed of the split.
+    """
+
+    train: str = ""
+    valid: str = ""
+    test: str = ""
+    valid_fraction: float = 0.1
+    test_fraction: float = 0.1
+    max_structures: int = 0
+    cutoff: float = 5.0
+    batch_size: int = 8
+    valid_batch_size: int = 32
+    seed: int = 0
+
+
+@dataclass
+class ModelConfig:
+    """Model name and builder options (see ``equivar.models.build``)."""
+
+    name: str = "potential"
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class LossConfig:
+    """Weights of each target in the loss (0 leaves it out).
+
+    ``energy`` is per atom; ``forces``, ``stress``, ``dipole``, ``polarizability`` are mean
+    squared errors over components; ``targets`` weighs any other output by name.
+    """
+
+    energy: float = 1.0
+    forces: float = 10.0
+    stress: float = 0.0
+    dipole: float = 0.0
+    polarizability: float = 0.0
+    targets: dict[str, float] = field(default_factory=dict)
+    kind: str = "mse"  # "mse" or "huber"
+    huber_delta: float = 0.01
+
+
+@dataclass
+class OptimConfig:
+    """AdamW with warm-up, a schedule, gradient clipping and an EMA of the weights.
+
+    Args:
+        schedule: ``"plateau"`` (halve on stalled validation loss), ``"cosine"`` or
+            ``"constant"``.
+        warmup_steps: linear warm-up of the learning rate from 0.
+        grad_clip: clip the global gradient norm (0: off).
+        ema_decay: decay of the exponential moving average of the weights (0: off); validation
+            and checkpoints' models use the EMA weights.
+    """
+
+    lr: float = 5e-3
+    weight_decay: float = 0.0
+    schedule: str = "plateau"
+    plateau_patience: int = 5
+    plateau_factor: float = 0.5
+    min_lr: float = 1e-6
+    warmup_steps: int = 0
+    grad_clip: float = 10.0
+    ema_decay: float = 0.99
+
+
+@dataclass
+class TrainConfig:
+    """The whole run.
+
+    Args:
+        output: run folder (checkpoints, CSV log, plots, predictions).
+        epochs: maximum number of epochs.
+        patience: early stopping after this many validations without improvement (0: off).
+        precision: ``"float64"``, ``"float32"``, ``"tf32"`` (float32 storage, TF32 matmuls on
+            GPU) or ``"bf16"`` (autocast on GPU).
+        device: ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
+        seed: seed of weights and shuffling.
+        checkpoint_every: also write the resumable checkpoint every N optimiser steps (0: only
+            at the end of each epoch).
+        progress: show a progress bar.
+    """
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    output: str = "runs/run"
+    epochs: int = 100
+    patience: int = 0
+    precision: str = "float32"
+    device: str = "auto"
+    seed: int = 0
+    checkpoint_every: int = 0
+    progress: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+PRECISIONS = ("float64", "float32", "tf32", "bf16")
+SCHEDULES = ("plateau", "cosine", "constant")
+
+
+def _from_dict(cls, values: dict[str, Any], where: str):
+    if not isinstance(values, dict):
+        raise ValueError(f"config section {where or 'top level'!r} must be a mapping, got "
+                         f"{type(values).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in values.items():
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), list(fields), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ValueError(
+                f"unknown config key {where + str(key)!r}{hint} (valid: {sorted(fields)})"
+            )
+        hint = typing.get_type_hints(cls)[key]
+        if dataclasses.is_dataclass(hint):
+            kwargs[key] = _from_dict(hint, value or {}, f"{where}{key}.")
+        else:
+            kwargs[key] = _coerce(value, hint, f"{where}{key}")
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, hint: Any, name: str) -> Any:
+    """Check a value against its field's type; numbers written as strings ('1e-3', which YAML
+    1.1 reads as text) become numbers."""
+    try:
+        if hint is float and not isinstance(value, bool):
+            return float(value)
+        if hint is int and not isinstance(value, bool):
+            if float(value) != int(float(value)):
+                raise ValueError
+            return int(float(value))
+    except (TypeError, ValueError):
+        raise ValueError(f"config key {name!r} must be a number, got {value!r}") from None
+    if hint is bool and not isinstance(value, bool):
+        raise ValueError(f"config key {name!r} must be true or false, got {value!r}")
+    if hint is str and not isinstance(value, str):
+        raise ValueError(f"config key {name!r} must be a string, got {value!r}")
+    if typing.get_origin(hint) is dict and not isinstance(value, dict):
+        raise ValueError(f"config key {name!r} must be a mapping, got {value!r}")
+    return value
+
+
+def _check(config: TrainConfig) -> TrainConfig:
+    if config.precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {config.precision!r}")
+    if config.optim.schedule not in SCHEDULES:
+        raise ValueError(f"optim.schedule must be one of {SCHEDULES}, got "
+                         f"{config.optim.schedule!r}")
+    if config.loss.kind not in ("mse", "huber"):
+        raise ValueError(f"loss.kind must be 'mse' or 'huber', got {config.loss.kind!r}")
+    if not config.data.train:
+        raise ValueError("data.train must name a file of training structures")
+    for name in ("epochs", "data.batch_size", "data.valid_batch_size"):
+        obj, attr = (config, name) if "." not in name else (config.data, name.split(".")[1])
+        if int(getattr(obj, attr)) < 1:
+            raise ValueError(f"{name} must be >= 1, got {getattr(obj, attr)}")
+    if not 0 <= config.data.valid_fraction < 1 or not 0 <= config.data.test_fraction < 1:
+        raise ValueError("data.valid_fraction and data.test_fraction must be in [0, 1)")
+    return config
+
+
+def config_from_dict(values: dict[str, Any]) -> TrainConfig:
+    """Typed config from a plain mapping (unknown keys raise ``ValueError``)."""
+    return _check(_from_dict(TrainConfig, dict(values), ""))
+
+
+def _set_dotted(values: dict[str, Any], dotted: str) -> None:
+    if "=" not in dotted:
+        raise ValueError(f"override {dotted!r} must look like key.sub=value")
+    key, raw = dotted.split("=", 1)
+    parts = key.strip().split(".")
+    node = values
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ValueError(f"override {dotted!r}: {part!r} is not a section")
+    node[parts[-1]] = yaml.safe_load(raw)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple = ()) -> TrainConfig:
+    """Load a YAML config (``yaml.safe_load``) and apply ``a.b=c`` overrides (values in YAML).
+
+    Relative data paths are taken relative to the config file's folder when they exist there,
+    else relative to the working directory.
+
+    Example:
+        >>> cfg = load_config(None, ["data.train=x.extxyz", "optim.lr=1e-3"])
+        >>> cfg.optim.lr
+        0.001
+    """
+    values: dict[str, Any] = {}
+    base = None
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file {str(path)!r} does not exist")
+        loaded = yaml.safe_load(path.read_text())
+        values = loaded or {}
+        base = path.parent
+    for item in overrides:
+        _set_dotted(values, item)
+    config = config_from_dict(values)
+    if base is not None:
+        for name in ("train", "valid", "test"):
+            p = getattr(config.data, name)
+            if p and not Path(p).is_absolute() and (base / p).exists() and not Path(p).exists():
+                setattr(config.data, name, str(base / p))
+    return config
