@@ -61,6 +61,9 @@ def _check(args: argparse.Namespace) -> int:
 #: modules that add their own subcommands: each has ``add_commands(subparsers)``, which adds
 #: parsers whose ``func(args) -> int`` does the work by calling the library
 _COMMAND_MODULES: list[str] = [
+    "equivar.qmc.cli",
+    "equivar.train.cli",
+    "equivar.simulate.cli",
 ]
 
 

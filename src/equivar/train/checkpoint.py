@@ -1,0 +1,115 @@
+"""Checkpoints are data: ``{state_dict, config, versions}`` (+ the training state for resume),
+written atomically and loaded with ``torch.load(weights_only=True)``, never a pickled module."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+
+def versions() -> dict[str, str]:
+    """Versions of the packages a checkpoint depends on."""
+    import e3nn
+
+    from equivar import __version__
+
+    # str(): torch.__version__ is a TorchVersion, which weights_only loading refuses
+    return {
+        "equivar": str(__version__),
+        "torch": str(torch.__version__),
+        "e3nn": str(e3nn.__version__),
+    }
+
+
+def save_checkpoint(path: str | os.PathLike, model: nn.Module, **extra: Any) -> None:
+    """Write ``{state_dict, config, versions, **extra}`` to ``path`` atomically.
+
+    The file is written next to ``path`` under a temporary name, flushed to disk and renamed
+    over ``path``: a process killed at any moment leaves either the old or the new file, never a
+    truncated one.
+
+    Args:
+        path: destination.
+        model: a model built by ``equivar.models.build`` (it carries ``model.config``).
+        **extra: more plain data (tensors, numbers, strings, lists, dicts), e.g. the training
+            state for ``--resume``.
+    """
+    config = getattr(model, "config", None)
+    if not config or "name" not in config:
+        raise ValueError("the model has no .config with a 'name': build it with "
+                         "equivar.models.build so that a checkpoint can rebuild it")
+    payload = {"state_dict": model.state_dict(), "config": config, "versions": versions(), **extra}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(payload, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """The raw checkpoint mapping, with clear errors for missing, truncated or unsafe files.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: truncated/corrupt file, a file that needs unpickling arbitrary objects
+            (refused), or one without ``state_dict`` and ``config``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise ValueError(
+            f"checkpoint {str(path)!r} holds objects other than tensors and plain data, so it is "
+            f"not loaded (unsafe to unpickle): {str(err).splitlines()[0]}"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as err:
+        raise ValueError(
+            f"checkpoint {str(path)!r} is truncated or corrupt ({type(err).__name__}: "
+            f"{str(err).splitlines()[0] if str(err) else 'no details'})"
+        ) from None
+    if not isinstance(data, dict) or "state_dict" not in data or "config" not in data:
+        raise ValueError(f"checkpoint {str(path)!r} is not an equivar checkpoint: it needs "
+                         "'state_dict' and 'config'")
+    return data
+
+
+def model_from_checkpoint_data(data: dict[str, Any]) -> nn.Module:
+    """Rebuild a model through its builder and load its weights (strict)."""
+    from equivar.models import build
+
+    options = dict(data["config"])
+    name = options.pop("name")
+    model = build(name, **options)
+    model.load_state_dict(data["state_dict"], strict=True)
+    return model
+
+
+def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> nn.Module:
+    """Rebuild the model saved in ``path`` (eval mode, on ``device``).
+
+    Example:
+        >>> model = load_checkpoint("runs/ethanol/best.pt")  # doctest: +SKIP
+    """
+    data = read_checkpoint(path)
+    try:
+        model = model_from_checkpoint_data(data)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise ValueError(f"checkpoint {str(path)!r} does not rebuild: {err}") from None
+    return model.to(device).eval()

@@ -1,0 +1,61 @@
+"""Checkpoints are data, written atomically, loaded safely, and rebuild the same model."""
+
+import os
+
+import pytest
+import torch
+
+from equivar.models import build
+from equivar.testing import random_molecule_batch
+from equivar.train import load_checkpoint, save_checkpoint
+from equivar.train.checkpoint import read_checkpoint
+
+
+def _model():
+    return build("potential", preset="S", species=[1, 6, 7, 8], num_channels=8, cutoff=3.5,
+                 dtype="float64", atomic_energies={1: -13.6})
+
+
+def test_round_trip_gives_the_same_predictions(tmp_path):
+    model = _model()
+    path = tmp_path / "m.pt"
+    save_checkpoint(path, model, note="hello")
+    assert sorted(os.listdir(tmp_path)) == ["m.pt"]  # no temporary file left behind
+    loaded = load_checkpoint(path)
+    batch = random_molecule_batch(n_graphs=2, cutoff=3.5, dtype=torch.float64, seed=0)
+    assert torch.equal(loaded(batch)["energy"], model.eval()(batch)["energy"])
+    data = torch.load(path, weights_only=True)  # plain data, no pickled module
+    assert data["note"] == "hello" and data["config"]["name"] == "potential"
+    assert set(data["versions"]) >= {"equivar", "torch", "e3nn"}
+
+
+def test_missing_truncated_and_unsafe_files_are_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_checkpoint(tmp_path / "none.pt")
+    path = tmp_path / "m.pt"
+    save_checkpoint(path, _model())
+    raw = path.read_bytes()
+    (tmp_path / "cut.pt").write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(ValueError, match="truncated or corrupt"):
+        load_checkpoint(tmp_path / "cut.pt")
+    torch.save({"state_dict": {}, "config": {"name": "potential"}, "evil": _model()},
+               tmp_path / "pickled.pt")
+    with pytest.raises(ValueError, match="unsafe to unpickle"):
+        read_checkpoint(tmp_path / "pickled.pt")
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="not an equivar checkpoint"):
+        load_checkpoint(tmp_path / "other.pt")
+
+
+def test_a_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    path = tmp_path / "m.pt"
+    save_checkpoint(path, _model())
+    before = path.read_bytes()
+
+    def boom(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", boom)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(path, _model())
+    assert path.read_bytes() == before and sorted(os.listdir(tmp_path)) == ["m.pt"]
