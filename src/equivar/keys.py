@@ -31,6 +31,7 @@ BATCH = "batch"  # [n_nodes] int64 | graph of each node (added by Batch)
 NUM_NODES = "num_nodes"  # int | nodes in a Data (PyG's own key)
 TOTAL_CHARGE = "total_charge"  # [n_graphs] float | net charge of the structure (e)
 SPIN = "spin"  # [n_graphs] float | spin multiplicity 2S+1 (1 = closed shell)
+VELOCITIES = "vel"  # [n_nodes, 3] float | particle velocities (N-body: length / time)
 
 # --- derived inside a model ---------------------------------------------------------------
 EDGE_VECTORS = "edge_vec"  # [n_edges, 3] | pos[j] - pos[i] + shift @ cell
@@ -74,6 +75,7 @@ class FieldSpec:
 #: ``model.output_specs``; unknown graph-level targets default to invariant scalars.
 FIELDS: dict[str, FieldSpec] = {
     POSITIONS: FieldSpec("node", "1o", translates=True),
+    VELOCITIES: FieldSpec("node", "1o"),
     ATOMIC_NUMBERS: FieldSpec("node", "0e"),
     ENERGY: FieldSpec("graph", "0e"),
     NODE_ENERGY: FieldSpec("node", "0e"),

@@ -45,16 +45,22 @@ def _statistics_options(statistics, energy: bool) -> dict[str, Any]:
     return out
 
 
-def _build_trunk_options(
-    options: dict[str, Any], allowed: Sequence[str], energy: bool = False
-) -> dict[str, Any]:
+def check_options(options: Mapping[str, Any], allowed: Sequence[str], model: str) -> None:
+    """Raise ``ValueError`` naming unknown options and the closest valid one of each."""
     unknown = [k for k in options if k not in allowed]
     if unknown:
         hints = []
         for k in unknown:
-            close = difflib.get_close_matches(k, allowed, n=1)
+            close = difflib.get_close_matches(k, list(allowed), n=1)
             hints.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-        raise ValueError(f"unknown option(s) {', '.join(hints)}; valid: {sorted(allowed)}")
+        raise ValueError(f"unknown option(s) {', '.join(hints)} for build({model!r}); "
+                         f"valid: {sorted(allowed)}")
+
+
+def _build_trunk_options(
+    options: dict[str, Any], allowed: Sequence[str], model: str, energy: bool = False
+) -> dict[str, Any]:
+    check_options(options, allowed, model)
     preset = options.pop("preset", "M")
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
@@ -116,7 +122,7 @@ def build_potential(**options: Any) -> PotentialModel:
     when any graph is periodic; True/False to fix it, e.g. under ``torch.compile``).
     """
     allowed = (*_COMMON, "atomic_energies", "energy_scale", "zbl", "forces", "stress")
-    opts = _build_trunk_options({"cutoff": 5.0, **options}, allowed, energy=True)
+    opts = _build_trunk_options({"cutoff": 5.0, **options}, allowed, "potential", energy=True)
     return _construct(PotentialModel, opts, "potential")
 
 
@@ -130,7 +136,7 @@ def build_property(**options: Any) -> PropertyModel:
     allowed = (*_COMMON, "targets", "target_shifts", "target_scales")
     if "targets" not in options:
         raise ValueError("build('property') needs targets={name: kind}, e.g. {'U0': 'sum'}")
-    opts = _build_trunk_options({"cutoff": 5.0, **options}, allowed)
+    opts = _build_trunk_options({"cutoff": 5.0, **options}, allowed, "property")
     return _construct(PropertyModel, opts, "property")
 
 
@@ -151,6 +157,8 @@ BUILDERS: dict[str, Callable[..., nn.Module] | str] = {
     "potential": build_potential,
     "property": build_property,
     # other models register here as "module:function", imported on first use
+    "wavefunction": "equivar.models.wavefunction:build_wavefunction",
+    "nbody": "equivar.models.nbody:build_nbody",
 }
 
 

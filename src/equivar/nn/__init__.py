@@ -1,6 +1,8 @@
 """Equivariant building blocks on explicit tensors (e3nn irreps everywhere)."""
 
+from equivar.nn.attention import SE3TransformerBlock
 from equivar.nn.conv import TensorProductConv, channelwise_instructions
+from equivar.nn.egnn import EGNNLayer
 from equivar.nn.embedding import GraphInputEmbedding, SpeciesEmbedding, resolve_species
 from equivar.nn.gate import GatedActivation
 from equivar.nn.geometry import edge_vectors
@@ -19,6 +21,7 @@ from equivar.nn.scatter import scatter_mean, scatter_sum
 
 __all__ = [
     "BesselBasis",
+    "EGNNLayer",
     "EdgeSphericalHarmonics",
     "EquivariantRMSNorm",
     "GatedActivation",
@@ -28,6 +31,7 @@ __all__ = [
     "PolynomialCutoff",
     "RadialEmbedding",
     "RadialMLP",
+    "SE3TransformerBlock",
     "SpeciesEmbedding",
     "TensorProductConv",
     "ZBLRepulsion",

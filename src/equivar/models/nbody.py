@@ -1,0 +1,281 @@
+"""Particle dynamics: predict where interacting particles will be (the charged N-body task)."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from e3nn import o3
+from torch import nn
+
+from equivar import keys
+from equivar.data.datasets.nbody import VELOCITIES
+from equivar.models.backbone import hidden_irreps
+from equivar.models.build import _construct, check_options
+from equivar.nn.attention import SE3TransformerBlock
+from equivar.nn.egnn import EGNNLayer
+from equivar.nn.harmonics import EdgeSphericalHarmonics
+from equivar.nn.interaction import InteractionBlock
+from equivar.nn.radial import GaussianBasis
+
+__all__ = ["LAYERS", "NBODY_PRESETS", "NBodyModel", "build_nbody"]
+
+#: size presets of the N-body model ("M" is the EGNN paper's 64 features x 4 layers)
+NBODY_PRESETS: dict[str, dict[str, Any]] = {
+    "S": dict(num_channels=32, num_layers=3, lmax=1, sh_lmax=2, radial_hidden=(32,)),
+    "M": dict(num_channels=64, num_layers=4, lmax=1, sh_lmax=2, radial_hidden=(64,)),
+    "L": dict(num_channels=128, num_layers=6, lmax=2, sh_lmax=3, radial_hidden=(64, 64)),
+}
+
+#: message-passing layers the model can stack
+LAYERS = ("egnn", "tfn", "se3_transformer", "linear")
+
+
+class _EGNNTrunk(nn.Module):
+    """EGNN with velocities: h from speeds, edge attributes q_i q_j, positions updated per layer.
+
+    The optional velocity head is one more EGNN layer whose coordinate update (along the edges
+    plus a learned multiple of the input velocity) is read as the predicted velocity.
+    """
+
+    def __init__(self, num_channels: int, num_layers: int, predict_velocity: bool,
+                 aggregation: str) -> None:
+        super().__init__()
+        self.embed = nn.Linear(1, num_channels)
+        self.layers = nn.ModuleList(
+            EGNNLayer(num_channels, num_edge_attrs=1, aggregation=aggregation)
+            for _ in range(num_layers)
+        )
+        self.vel_head = (EGNNLayer(num_channels, num_edge_attrs=1, aggregation=aggregation,
+                                   coord_init_scale=1.0) if predict_velocity else None)
+
+    def forward(self, pos, vel, charges, edge_index):
+        h = self.embed(torch.linalg.vector_norm(vel, dim=-1, keepdim=True))  # [n_nodes, C]
+        qq = (charges[edge_index[0]] * charges[edge_index[1]]).unsqueeze(-1)  # [n_edges, 1]
+        x = pos
+        for layer in self.layers:
+            h, x = layer(h, x, edge_index, vel, qq)
+        vel_out = None
+        if self.vel_head is not None:
+            vel_out = self.vel_head(h, x, edge_index, vel, qq)[1] - x  # [n_nodes, 3]
+        return x, vel_out
+
+
+class _SteerableTrunk(nn.Module):
+    """Tensor-field network (``tfn``) or SE(3)-Transformer blocks on l <= lmax features.
+
+    Node inputs: the speed (0e) and the velocity (1o); edge invariants: a Gaussian basis of the
+    distance and q_i q_j; outputs: a displacement (and a velocity change) read out as 1o.
+    """
+
+    def __init__(self, layer: str, num_channels: int, num_layers: int, lmax: int, sh_lmax: int,
+                 radial_hidden: Sequence[int], num_basis: int, max_radius: float,
+                 num_heads: int, predict_velocity: bool, backend: str) -> None:
+        super().__init__()
+        if lmax < 1:
+            raise ValueError(f"lmax must be >= 1 for layer={layer!r} (vectors in, vectors out)")
+        hidden = hidden_irreps(num_channels, lmax)
+        self.sh = EdgeSphericalHarmonics(sh_lmax)
+        self.radial = GaussianBasis(max_radius, num_basis)
+        num_radial = num_basis + 1  # + q_i q_j
+        self.embed = o3.Linear("1x0e+1x1o", hidden)
+        blocks = []
+        for _ in range(num_layers):
+            if layer == "tfn":
+                blocks.append(InteractionBlock(hidden, hidden, self.sh.irreps_out, num_radial,
+                                               radial_hidden, avg_num_neighbors=4.0,
+                                               backend=backend))
+            else:
+                blocks.append(SE3TransformerBlock(hidden, hidden, self.sh.irreps_out, num_radial,
+                                                  num_heads, radial_hidden=radial_hidden,
+                                                  backend=backend))
+        self.blocks = nn.ModuleList(blocks)
+        self.readout = o3.Linear(hidden, "2x1o" if predict_velocity else "1x1o")
+        self.predict_velocity = predict_velocity
+
+    def forward(self, pos, vel, charges, edge_index):
+        sender, receiver = edge_index[0], edge_index[1]
+        edge_vec = pos[sender] - pos[receiver]  # [n_edges, 3] (keys.py convention)
+        edge_len = torch.linalg.vector_norm(edge_vec, dim=-1)  # [n_edges]
+        qq = (charges[sender] * charges[receiver]).unsqueeze(-1)  # [n_edges, 1]
+        edge_radial = torch.cat([self.radial(edge_len), qq], dim=-1)  # [n_edges, num_radial]
+        edge_sh = self.sh(edge_vec)  # [n_edges, sh.dim]
+        speed = torch.linalg.vector_norm(vel, dim=-1, keepdim=True)  # [n_nodes, 1]
+        h = self.embed(torch.cat([speed, vel], dim=-1))  # [n_nodes, hidden.dim]
+        for block in self.blocks:
+            h = block(h, edge_sh, edge_radial, edge_index)
+        out = self.readout(h)  # [n_nodes, 3] or [n_nodes, 6] (two 1o blocks)
+        vel_out = vel + out[:, 3:6] if self.predict_velocity else None
+        return pos + out[:, :3], vel_out
+
+
+class _LinearTrunk(nn.Module):
+    """The constant-velocity baseline ``x + t v`` with one learned time ``t`` (and ``v`` kept)."""
+
+    def __init__(self, predict_velocity: bool) -> None:
+        super().__init__()
+        self.time = nn.Parameter(torch.ones(()))
+        self.predict_velocity = predict_velocity
+
+    def forward(self, pos, vel, charges, edge_index):
+        return pos + self.time * vel, (vel if self.predict_velocity else None)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(x + t v, t = {self.time.item():.4g})"
+
+
+class NBodyModel(nn.Module):
+    """Future positions (and velocities) of interacting particles from their current state.
+
+    E(3)-equivariant and permutation-equivariant: rotating, reflecting or translating the input
+    system, or relabelling its particles, moves the prediction the same way; velocities rotate
+    but do not translate; charges are invariant, and only products ``q_i q_j`` enter, so flipping
+    every charge changes nothing (as in the physics). Build it with
+    ``equivar.models.build("nbody", ...)`` (see :func:`build_nbody` for the options).
+
+    Input convention: a PyG ``Batch`` (e.g. from
+    :func:`equivar.data.datasets.nbody.nbody_batch`) whose graphs connect every pair of particles
+    of a system in both directions, with ``pos`` [n_nodes, 3], ``vel`` [n_nodes, 3], ``charges``
+    [n_nodes] and ``edge_index`` [2, n_edges] (sender, receiver). Other fields are ignored.
+
+    Returns (from ``forward``):
+        ``{"pos": [n_nodes, 3]}`` (positions one horizon later), plus ``"vel"`` [n_nodes, 3]
+        when built with ``predict_velocity=True`` (needed by :func:`equivar.simulate.rollout`).
+
+    Example:
+        >>> import torch
+        >>> from equivar.models import build
+        >>> from equivar.data.datasets.nbody import nbody_batch
+        >>> model = build("nbody", layer="egnn", preset="S")
+        >>> batch = nbody_batch(torch.randn(2, 5, 3), torch.randn(2, 5, 3),
+        ...                     torch.tensor([[1.0, -1, 1, 1, -1]] * 2))
+        >>> model(batch)["pos"].shape
+        torch.Size([10, 3])
+    """
+
+    output_specs = {
+        keys.POSITIONS: keys.FieldSpec("node", "1o", translates=True),
+        VELOCITIES: keys.FieldSpec("node", "1o"),
+    }
+
+    def __init__(
+        self,
+        *,
+        layer: str,
+        num_channels: int,
+        num_layers: int,
+        lmax: int,
+        sh_lmax: int,
+        radial_hidden: Sequence[int],
+        num_basis: int = 8,
+        max_radius: float = 10.0,
+        num_heads: int = 4,
+        aggregation: str = "mean",
+        predict_velocity: bool = False,
+        backend: str = "e3nn",
+        config: Mapping | None = None,
+    ) -> None:
+        super().__init__()
+        if num_layers < 1:
+            raise ValueError(f"num_layers must be >= 1, got {num_layers}")
+        self.layer = layer
+        self.predict_velocity = bool(predict_velocity)
+        if layer == "egnn":
+            self.trunk = _EGNNTrunk(num_channels, num_layers, self.predict_velocity, aggregation)
+        elif layer in ("tfn", "se3_transformer"):
+            self.trunk = _SteerableTrunk(layer, num_channels, num_layers, lmax, sh_lmax,
+                                         radial_hidden, num_basis, max_radius, num_heads,
+                                         self.predict_velocity, backend)
+        elif layer == "linear":
+            self.trunk = _LinearTrunk(self.predict_velocity)
+        else:
+            close = difflib.get_close_matches(str(layer), LAYERS, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"unknown layer {layer!r}{hint}; choose one of {LAYERS}")
+        #: the options this model was built with (a checkpoint stores them to rebuild it)
+        self.config = dict(config or {})
+
+    def forward(self, data) -> dict[str, torch.Tensor]:
+        """Predict the state one horizon ahead for every system in ``data``."""
+        pos, vel, charges, edge_index = _read(data)
+        pos_out, vel_out = self.trunk(pos, vel, charges, edge_index)
+        out = {keys.POSITIONS: pos_out}
+        if vel_out is not None:
+            out[VELOCITIES] = vel_out
+        return out
+
+    def __repr__(self) -> str:
+        lines = [f"{type(self).__name__}(layer={self.layer!r}, "
+                 f"predict_velocity={self.predict_velocity}"]
+        body = getattr(self.trunk, "layers", None) or getattr(self.trunk, "blocks", None)
+        body = list(body) if body is not None else [self.trunk]
+        lines += [f"  {b!r}".replace("\n", "\n  ") for b in body]
+        if getattr(self.trunk, "vel_head", None) is not None:
+            lines.append(f"  velocity head: {self.trunk.vel_head!r}")
+        return "\n".join(lines) + "\n)"
+
+
+def _read(data) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``pos, vel, charges, edge_index`` of a batch, with errors that name the field."""
+    out = []
+    for key in (keys.POSITIONS, VELOCITIES, keys.CHARGES, keys.EDGE_INDEX):
+        value = getattr(data, key, None)
+        if value is None:
+            raise ValueError(f"the batch has no field {key!r}; build N-body batches with "
+                             f"equivar.data.datasets.nbody.nbody_batch")
+        out.append(value)
+    pos, vel, charges, edge_index = out
+    n = pos.shape[0]
+    if pos.dim() != 2 or pos.shape[1] != 3 or vel.shape != pos.shape:
+        raise ValueError(f"'pos' and 'vel' must have shape [n_nodes, 3]; got {list(pos.shape)} "
+                         f"and {list(vel.shape)}")
+    if charges.shape != (n,):
+        raise ValueError(f"'charges' must have shape [{n}], got {list(charges.shape)}")
+    if edge_index.dim() != 2 or edge_index.shape[0] != 2:
+        raise ValueError(f"'edge_index' must have shape [2, n_edges], got "
+                         f"{list(edge_index.shape)}")
+    return pos, vel, charges.to(pos.dtype), edge_index
+
+
+_OPTIONS = (
+    "preset", "layer", "num_channels", "num_layers", "lmax", "sh_lmax", "radial_hidden",
+    "num_basis", "max_radius", "num_heads", "aggregation", "predict_velocity", "backend", "dtype",
+)  # fmt: skip
+
+
+def build_nbody(**options: Any) -> NBodyModel:
+    """N-body dynamics model; ``build("nbody", ...)`` calls this.
+
+    Options (keyword-only; explicit options override the preset):
+        layer: ``"egnn"`` (default; Satorras et al. 2021 with velocities), ``"tfn"`` (tensor
+            field network: our gated tensor-product interaction blocks), ``"se3_transformer"``
+            (equivariant attention, :class:`~equivar.nn.SE3TransformerBlock`) or ``"linear"``
+            (``x + t v`` with a learned ``t``: the equivariant linear-dynamics baseline).
+        preset: ``"S"``, ``"M"`` (default; 64 channels, 4 layers) or ``"L"``
+            (see ``NBODY_PRESETS``).
+        num_channels, num_layers: width and depth.
+        lmax, sh_lmax, radial_hidden, num_basis (8), max_radius (10.0, range of the Gaussian
+            distance basis), num_heads (4): steerable layers only.
+        aggregation: ``"mean"`` (default) or ``"sum"`` of EGNN coordinate updates.
+        predict_velocity: also output ``"vel"`` (default False), for rollouts.
+        backend: convolution backend (default ``"e3nn"``).
+        dtype: ``"float32"``/``"float64"`` or a torch dtype (default: torch's default); the model
+            is built in float64 and cast.
+
+    Example:
+        >>> from equivar.models import build
+        >>> build("nbody", layer="tfn", preset="S").config["num_channels"]
+        32
+
+    Raises:
+        ValueError: unknown option or layer (naming the closest valid one), bad values.
+    """
+    check_options(options, _OPTIONS, "nbody")
+    preset = options.pop("preset", "M")
+    if preset not in NBODY_PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(NBODY_PRESETS)}")
+    opts = {"layer": "egnn", **NBODY_PRESETS[preset], **options}
+    opts["radial_hidden"] = tuple(opts["radial_hidden"])
+    return _construct(NBodyModel, opts, "nbody")
