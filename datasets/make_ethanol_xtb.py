@@ -14,6 +14,10 @@ calculator (SAD guess, nothing reused from the MD): energy (eV), forces (eV/Angs
 OpenMP threads default to 1 (set OMP_NUM_THREADS to override): for ethanol it is as fast as 2, and
 a fixed thread count keeps the chaotic trajectory reproducible on one machine.
 
+The GFN2-xTB calculator, the labelling, the Langevin set-up and the sampling loop are shared with
+``make_md17_xtb.py`` (imported from it); only the start geometry (unrelaxed G2 ethanol), the
+frame spacing and the extxyz storage are this script's own.
+
 Regenerate (from the repository root):  python3 datasets/make_ethanol_xtb.py
 """
 
@@ -25,43 +29,25 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")  # before tblite loads its OpenMP 
 
 import argparse  # noqa: E402
 import importlib.metadata  # noqa: E402
+import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
-from ase import Atoms, units  # noqa: E402
+from ase import Atoms  # noqa: E402
 from ase.build import molecule  # noqa: E402
-from ase.calculators.singlepoint import SinglePointCalculator  # noqa: E402
-from ase.constraints import FixCom  # noqa: E402
 from ase.io import read, write  # noqa: E402
-from ase.md.langevin import Langevin  # noqa: E402
-from ase.md.velocitydistribution import thermalize_momenta  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))  # the shared GFN2-xTB and Langevin pieces live next to this file
+from make_md17_xtb import langevin, sample, xtb_calculator  # noqa: E402
+
 DEFAULT_OUT = HERE / "ethanol_xtb.extxyz"
-METHOD = "GFN2-xTB"
-
-
-def xtb_calculator():
-    from tblite.ase import TBLite
-
-    return TBLite(method=METHOD, verbosity=0)
 
 
 def as_stored(positions: np.ndarray) -> np.ndarray:
     """Positions exactly as they read back from extxyz (written with '%16.8f')."""
     return np.array([[float(f"{x:.8f}") for x in row] for row in positions])
-
-
-def label(symbols, positions: np.ndarray) -> Atoms:
-    """A fresh GFN2-xTB single point; the result is stored on a SinglePointCalculator."""
-    atoms = Atoms(symbols=symbols, positions=positions, pbc=False)
-    atoms.calc = xtb_calculator()
-    energy = atoms.get_potential_energy()  # eV
-    forces = atoms.get_forces()  # eV / Angstrom
-    dipole = atoms.get_dipole_moment()  # e * Angstrom (tblite: e*bohr times ase.units.Bohr)
-    atoms.calc = SinglePointCalculator(atoms, energy=energy, forces=forces, dipole=dipole)
-    return atoms
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -79,18 +65,9 @@ def main(argv: list[str] | None = None) -> None:
     atoms = molecule("CH3CH2OH")
     atoms.pbc = False
     atoms.calc = xtb_calculator()
-    atoms.set_constraint(FixCom())
     rng = np.random.default_rng(args.seed)
-    thermalize_momenta(atoms, args.temperature, rng=rng)
-    # fixcm=False + FixCom: ASE's fixcm=True runs ~30% too hot for a 9-atom molecule.
-    dyn = Langevin(
-        atoms,
-        args.timestep * units.fs,
-        temperature_K=args.temperature,
-        friction=args.friction / units.fs,
-        fixcm=False,
-        rng=rng,
-    )
+    # Maxwell-Boltzmann momenta, Langevin with fixcm=False + FixCom (see make_md17_xtb.langevin)
+    dyn = langevin(atoms, args.temperature, args.timestep, args.friction, rng)
 
     t0 = time.perf_counter()
     dyn.run(args.equil)
@@ -99,16 +76,11 @@ def main(argv: list[str] | None = None) -> None:
     frames: list[Atoms] = []
     temperatures: list[float] = []
     t_label = 0.0
-    symbols = atoms.get_chemical_symbols()
-    for k in range(1, args.frames + 1):
-        dyn.run(args.interval)
-        temperatures.append(atoms.get_temperature())
-        t1 = time.perf_counter()
-        frame = label(symbols, as_stored(atoms.positions))
-        t_label += time.perf_counter() - t1
-        step = k * args.interval
-        frame.info["md_step"] = step  # steps after equilibration
-        frame.info["time_fs"] = round(step * args.timestep, 6)
+    for frame, temperature, seconds in sample(dyn, atoms, args.frames, args.interval, as_stored):
+        temperatures.append(temperature)
+        t_label += seconds
+        # md_step (steps after equilibration) is set by sample()
+        frame.info["time_fs"] = round(frame.info["md_step"] * args.timestep, 6)
         frames.append(frame)
     t_total = time.perf_counter() - t0
 

@@ -75,41 +75,63 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
+        lines = [x.strip() for x in str(err).splitlines() if x.strip()]
+        why = next((x for x in lines if "Unsupported global" in x), lines[0] if lines else "")
+        why = why.split(" was not an allowed global")[0].removeprefix("WeightsUnpickler error: ")
         raise ValueError(
-            f"checkpoint {str(path)!r} holds objects other than tensors and plain data, so it is "
-            f"not loaded (unsafe to unpickle): {str(err).splitlines()[0]}"
+            f"checkpoint {str(path)!r} holds objects other than tensors and plain data, which "
+            f"are unsafe to unpickle (weights_only=True refused: {why}); save "
+            "{'state_dict', 'config', 'versions'} instead of a pickled model"
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as err:
         raise ValueError(
             f"checkpoint {str(path)!r} is truncated or corrupt ({type(err).__name__}: "
             f"{str(err).splitlines()[0] if str(err) else 'no details'})"
         ) from None
-    if not isinstance(data, dict) or "state_dict" not in data or "config" not in data:
-        raise ValueError(f"checkpoint {str(path)!r} is not an equivar checkpoint: it needs "
-                         "'state_dict' and 'config'")
+    if not isinstance(data, dict):
+        raise ValueError(f"checkpoint {str(path)!r} holds a {type(data).__name__}, not an "
+                         "equivar checkpoint (a dict with 'state_dict' and 'config')")
+    missing = [k for k in ("state_dict", "config") if k not in data]
+    if missing:
+        raise ValueError(f"checkpoint {str(path)!r} is not an equivar checkpoint: it is missing "
+                         f"{missing}; found keys {sorted(map(str, data))}")
     return data
 
 
-def model_from_checkpoint_data(data: dict[str, Any]) -> nn.Module:
-    """Rebuild a model through its builder and load its weights (strict)."""
+def model_from_checkpoint_data(
+    data: dict[str, Any], dtype: torch.dtype | None = None
+) -> nn.Module:
+    """Rebuild a model through its builder and load its weights (strict).
+
+    ``dtype`` rebuilds it in another precision (built, not cast, so coefficients stay exact).
+    """
     from equivar.models import build
 
     options = dict(data["config"])
     name = options.pop("name")
+    if dtype is not None:
+        options["dtype"] = str(dtype).removeprefix("torch.")
     model = build(name, **options)
-    model.load_state_dict(data["state_dict"], strict=True)
+    try:
+        model.load_state_dict(data["state_dict"], strict=True)
+    except RuntimeError as err:
+        raise ValueError(f"the state_dict does not fit its config: {err}") from None
     return model
 
 
-def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> nn.Module:
-    """Rebuild the model saved in ``path`` (eval mode, on ``device``).
+def load_checkpoint(
+    path: str | os.PathLike,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype | None = None,
+) -> nn.Module:
+    """Rebuild the model saved in ``path`` (eval mode, on ``device``, optionally in ``dtype``).
 
     Example:
         >>> model = load_checkpoint("runs/ethanol/best.pt")  # doctest: +SKIP
     """
     data = read_checkpoint(path)
     try:
-        model = model_from_checkpoint_data(data)
+        model = model_from_checkpoint_data(data, dtype)
     except (TypeError, ValueError, RuntimeError) as err:
         raise ValueError(f"checkpoint {str(path)!r} does not rebuild: {err}") from None
     return model.to(device).eval()

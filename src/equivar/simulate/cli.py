@@ -1,0 +1,98 @@
+"""``equivar md CHECKPOINT STRUCTURE ...``: argument parsing only; the work is :func:`run_md`."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def _md(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import ase.io
+
+    from equivar.simulate.md import run_md
+
+    structure = Path(args.structure)
+    if not structure.is_file():
+        raise FileNotFoundError(f"structure {str(structure)!r} does not exist or is not a file")
+    try:
+        atoms = ase.io.read(structure, index=args.index)
+    except (ValueError, IndexError, KeyError) as err:  # unknown format, bad index, bad content
+        raise ValueError(f"structure {str(structure)!r} (index {args.index}): {err}") from err
+    result = run_md(
+        args.checkpoint,
+        atoms,
+        ensemble=args.ensemble,
+        steps=args.steps,
+        dt_fs=args.dt,
+        temperature_K=args.temperature,
+        pressure_GPa=args.pressure,
+        friction_per_fs=args.friction,
+        trajectory=args.out,
+        trajectory_interval=args.traj_interval,
+        log_interval=args.log_interval,
+        logfile=args.logfile,
+        progress=not args.no_progress,
+        seed=args.seed,
+        device=args.device,
+        dtype=args.dtype,
+        skin=args.skin,
+    )
+    calc = result.atoms.calc
+    ps = args.steps * args.dt / 1000
+    print(
+        f"equivar md: {args.ensemble.upper()}, {len(atoms)} atoms, {args.steps} steps of "
+        f"{args.dt:g} fs ({ps:g} ps) in {result.seconds:.1f} s ({result.steps_per_second:.1f} "
+        f"steps/s) on {calc.device}, {str(calc.dtype).removeprefix('torch.')}"
+    )
+    temperature = result.temperature_K
+    print(
+        f"  temperature {temperature.mean():.1f} K mean (last {temperature[-1]:.1f} K); "
+        f"total energy {result.total_energy[0]:.6f} -> {result.total_energy[-1]:.6f} eV; "
+        f"drift {result.energy_drift():.3g} eV/atom/ps"
+    )
+    print(f"  trajectory: {args.out} ({len(result.time_fs)} logged steps)")
+    return 0
+
+
+def add_commands(subparsers) -> None:
+    """Add ``md`` to the ``equivar`` command line."""
+    md = subparsers.add_parser(
+        "md",
+        help="molecular dynamics with a trained potential",
+        description="Run NVE (velocity Verlet), NVT (Langevin) or NPT (isotropic MTK barostat) "
+        "molecular dynamics of STRUCTURE with the potential in CHECKPOINT and write an extxyz "
+        "trajectory with energies, forces and momenta. Atoms at rest start from Maxwell-Boltzmann "
+        "velocities at --temperature; a frame with momenta (e.g. from an earlier run) continues.",
+    )
+    md.add_argument("checkpoint", metavar="CHECKPOINT", help="a checkpoint written by training")
+    md.add_argument("structure", metavar="STRUCTURE", help="any file ase.io.read understands")
+    md.add_argument("--index", default="-1", help="frame of STRUCTURE (default -1: the last)")
+    md.add_argument("--ensemble", default="nve", choices=["nve", "nvt", "npt"])
+    md.add_argument("--steps", type=int, default=1000, help="MD steps (default 1000)")
+    md.add_argument("--dt", type=float, default=0.5, help="time step in fs (default 0.5)")
+    md.add_argument("--temperature", type=float, default=300.0, help="K (default 300)")
+    md.add_argument("--pressure", type=float, default=0.0, help="NPT pressure in GPa (default 0)")
+    md.add_argument("--friction", type=float, default=0.01, help="Langevin, 1/fs (default 0.01)")
+    md.add_argument("--out", default="md.extxyz", help="trajectory (default md.extxyz)")
+    md.add_argument(
+        "--traj-interval",
+        type=int,
+        default=None,
+        help="steps between frames (default: --log-interval)",
+    )
+    md.add_argument("--log-interval", type=int, default=10, help="steps between logs (default 10)")
+    md.add_argument("--logfile", default=None, help="ASE MD log ('-' for stdout)")
+    md.add_argument("--seed", type=int, default=0, help="initial velocities and Langevin noise")
+    md.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:1 ...")
+    md.add_argument(
+        "--dtype", default=None, choices=["float32", "float64"], help="default: the checkpoint's"
+    )
+    md.add_argument(
+        "--skin",
+        type=float,
+        default=0.0,
+        help="neighbour-list skin, Angstrom (default 0: rebuild every step)",
+    )
+    md.add_argument("--no-progress", action="store_true", help="no progress bar")
+    md.set_defaults(func=_md)
