@@ -16,7 +16,6 @@ calculator and ASE add on top of the model (graph building, copies, the integrat
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -24,44 +23,30 @@ from pathlib import Path
 import numpy as np
 import torch
 from ase import units
-from ase.build import bulk
 from ase.md.velocitydistribution import Stationary, thermalize_momenta
 from ase.md.verlet import VelocityVerlet
 from torch_geometric.data import Batch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import hardware, print_table, standard_parser, write_json  # noqa: E402
+from common import (  # noqa: E402
+    hardware,
+    median_time,
+    print_table,
+    silicon,
+    standard_parser,
+    write_json,
+)
 
 from equivar.data import from_ase  # noqa: E402
 from equivar.models import build  # noqa: E402
 from equivar.simulate import EquivarCalculator  # noqa: E402
 
 
-def silicon(n_atoms: int):
-    """Rattled diamond Si with about ``n_atoms`` atoms (k x k x k cubic cells of 8)."""
-    k = max(1, round((n_atoms / 8) ** (1 / 3)))
-    atoms = bulk("Si", "diamond", a=5.43, cubic=True) * (k, k, k)
-    atoms.rattle(0.05, seed=0)
-    return atoms
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def model_call_ms(model, atoms, dtype, device, repeats: int) -> tuple[float, int]:
     """Median time of a bare model call on a prebuilt batch, and the number of edges."""
     batch = Batch.from_data_list([from_ase(atoms, model.cutoff, dtype=dtype)]).to(device)
-    model(batch)
-    _sync(device)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        model(batch)
-        _sync(device)
-        times.append(time.perf_counter() - t0)
-    return 1e3 * statistics.median(times), int(batch.edge_index.shape[1])
+    t, _ = median_time(lambda: model(batch), repeats, warmup=1, device=device)
+    return 1e3 * t, int(batch.edge_index.shape[1])
 
 
 def md_steps_per_s(model, atoms, device, skin: float, steps: int, warmup: int, dt_fs: float):
@@ -72,12 +57,10 @@ def md_steps_per_s(model, atoms, device, skin: float, steps: int, warmup: int, d
     calc = EquivarCalculator(model, device=device, skin=skin)
     atoms.calc = calc
     dyn = VelocityVerlet(atoms, dt_fs * units.fs)
-    dyn.run(warmup)
-    _sync(torch.device(device))
+    dyn.run(warmup)  # every step copies forces to the host, so steps end synchronised
     builds = calc.neighbor_list_builds
     t0 = time.perf_counter()
     dyn.run(steps)
-    _sync(torch.device(device))
     seconds = time.perf_counter() - t0
     return steps / seconds, calc.neighbor_list_builds - builds
 

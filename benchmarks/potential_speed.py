@@ -13,46 +13,25 @@ from __future__ import annotations
 
 import argparse
 import resource
-import statistics
 import sys
 import time
 from pathlib import Path
 
 import torch
-from ase.build import bulk
 from torch_geometric.data import Batch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import hardware, print_table, standard_parser, write_json  # noqa: E402
+from common import (  # noqa: E402
+    hardware,
+    median_time,
+    print_table,
+    silicon,
+    standard_parser,
+    write_json,
+)
 
 from equivar.data import from_ase  # noqa: E402
 from equivar.models import build  # noqa: E402
-
-
-def silicon(n_atoms: int):
-    """Rattled diamond Si with about ``n_atoms`` atoms (8 per cubic cell, k x k x k cells)."""
-    k = max(1, round((n_atoms / 8) ** (1 / 3)))
-    atoms = bulk("Si", "diamond", a=5.43, cubic=True) * (k, k, k)
-    atoms.rattle(0.05, seed=0)
-    return atoms
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def time_call(fn, device, repeats: int, warmup: int = 2) -> float:
-    for _ in range(warmup):
-        fn()
-    _sync(device)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def run(args) -> list[dict]:
@@ -83,7 +62,7 @@ def run(args) -> list[dict]:
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats(device)
         try:
-            t = time_call(lambda b=batch: model(b), device, args.repeats, args.warmup)
+            t, _ = median_time(lambda b=batch: model(b), args.repeats, args.warmup, device)
         except torch.OutOfMemoryError:
             row.update(model_ms="OOM", us_per_atom="-", atoms_per_s="-", peak_mem_MiB="-")
             rows.append(row)

@@ -36,8 +36,9 @@ References:
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from equivar._lazy import lazy_attributes
 
 __all__ = [
     "Action",
@@ -134,14 +135,4 @@ if TYPE_CHECKING:  # pragma: no cover
     from equivar.symmetry.regular import InducedAction, RegularAction
 
 
-def __getattr__(name: str) -> Any:
-    if name in _WHERE:
-        module = importlib.import_module(f"{__name__}.{_WHERE[name]}")
-        value = getattr(module, name)
-        globals()[name] = value  # cache: later lookups skip __getattr__
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_attributes(__name__, _WHERE, __all__)

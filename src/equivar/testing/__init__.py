@@ -21,13 +21,16 @@ Example:
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from equivar._lazy import lazy_attributes
 
 __all__ = [
     "SymmetryAssertionError",
+    "assert_antisymmetric",
     "assert_conservative",
     "assert_equivariant",
+    "assert_group_equivariant",
     "permute_nodes",
     "random_crystal_batch",
     "random_edge_permutation_within_graphs",
@@ -56,6 +59,8 @@ _WHERE = {
     "random_crystal_batch": "fixtures",
     "random_molecule_batch": "fixtures",
     "wigner_D": "wigner",
+    "assert_group_equivariant": "groups",
+    "assert_antisymmetric": "antisymmetry",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -75,14 +80,4 @@ if TYPE_CHECKING:  # pragma: no cover
     from equivar.testing.wigner import wigner_D
 
 
-def __getattr__(name: str) -> Any:
-    if name in _WHERE:
-        module = importlib.import_module(f"{__name__}.{_WHERE[name]}")
-        value = getattr(module, name)
-        globals()[name] = value  # cache: later lookups skip __getattr__
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_attributes(__name__, _WHERE, __all__)

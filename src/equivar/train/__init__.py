@@ -5,8 +5,7 @@ Names are resolved lazily, so ``import equivar.train`` does no work.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from equivar._lazy import lazy_attributes
 
 _WHERE = {
     "fit": "loop",
@@ -22,13 +21,4 @@ _WHERE = {
 __all__ = sorted(_WHERE)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _WHERE:
-        value = getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_attributes(__name__, _WHERE, __all__)
