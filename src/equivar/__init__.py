@@ -1,7 +1,8 @@
 """equivar: symmetry-aware neural networks for molecules and point clouds.
 
 Submodules load on first use (``import equivar`` imports neither torch nor e3nn):
-``equivar.data``, ``equivar.nn``, ``equivar.heads``, ``equivar.models``, ``equivar.testing``.
+``equivar.data``, ``equivar.nn``, ``equivar.heads``, ``equivar.models``, ``equivar.train``,
+``equivar.simulate``, ``equivar.symmetry``, ``equivar.qmc``, ``equivar.testing``.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("data", "nn", "heads", "models", "testing", "keys")
+_SUBMODULES = (
+    "data", "nn", "heads", "models", "testing", "keys", "train", "simulate", "symmetry", "qmc",
+)  # fmt: skip
 
 __all__ = ["__version__", "build", *_SUBMODULES]
 

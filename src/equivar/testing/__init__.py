@@ -31,6 +31,7 @@ __all__ = [
     "assert_conservative",
     "assert_equivariant",
     "assert_group_equivariant",
+    "assert_symmetric",
     "permute_nodes",
     "random_crystal_batch",
     "random_edge_permutation_within_graphs",
@@ -61,6 +62,7 @@ _WHERE = {
     "wigner_D": "wigner",
     "assert_group_equivariant": "groups",
     "assert_antisymmetric": "antisymmetry",
+    "assert_symmetric": "antisymmetry",
 }
 
 if TYPE_CHECKING:  # pragma: no cover

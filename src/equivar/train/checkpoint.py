@@ -46,6 +46,11 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, **extra: Any) -> 
         raise ValueError("the model has no .config with a 'name': build it with "
                          "equivar.models.build so that a checkpoint can rebuild it")
     payload = {"state_dict": model.state_dict(), "config": config, "versions": versions(), **extra}
+    atomic_save(payload, path)
+
+
+def atomic_save(payload: dict[str, Any], path: str | os.PathLike) -> None:
+    """``torch.save`` to a temporary file beside ``path``, fsync, then rename over ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

@@ -1,0 +1,139 @@
+"""VMC accuracy: neural-wavefunction energies of He, Li, Be, H2 and LiH against exact and
+Hartree-Fock references (BENCHMARKS.md, vmc.py row).
+
+For each system: optimise a wavefunction with ``equivar.qmc.vmc`` (natural gradient by minSR +
+SPRING, optional Hartree-Fock pre-training), then evaluate the energy with frozen parameters and a
+blocking error bar. Reported: the energy +- error, its distance to the exact non-relativistic
+energy (mHa), the percentage of the correlation energy recovered
+``(E_HF - E) / (E_HF - E_exact)``, FermiNet's published energy, and the wall time.
+
+    python benchmarks/vmc.py --quick                      # He and H2, small, minutes on a CPU
+    python benchmarks/vmc.py --device cuda --json out.json  # all five, FermiNet-sized (GPU)
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/common.py
+sys.path.insert(1, str(Path(__file__).resolve().parents[1] / "src"))  # equivar, uninstalled
+
+from common import hardware, print_table, standard_parser, versions, write_json  # noqa: E402
+
+from equivar.qmc import get_system, vmc  # noqa: E402
+from equivar.qmc.statistics import format_value  # noqa: E402
+
+#: exact non-relativistic energies (hartree), as listed in BENCHMARKS.md
+EXACT = {"He": -2.903724, "Li": -7.478060, "Be": -14.667356, "H2": -1.174476, "LiH": -8.070548}
+#: Hartree-Fock limits (hartree), as listed in BENCHMARKS.md
+HARTREE_FOCK = {"He": -2.86168, "Li": -7.432727, "Be": -14.573023, "H2": -1.13363,
+                "LiH": -7.98737}
+#: FermiNet (Pfau et al. 2020; 2e5 KFAC steps, batch 4096, 16 determinants)
+FERMINET = {"Li": -7.47798, "Be": -14.66733, "LiH": -8.07050}
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                parents=[standard_parser()])
+    p.add_argument("--systems", nargs="+", default=None, choices=sorted(EXACT),
+                   help="default: all five (--quick: He H2)")
+    p.add_argument("--iterations", type=int, default=None, help="default 20000 (--quick: 400)")
+    p.add_argument("--walkers", type=int, default=None, help="default 4096 (--quick: 256)")
+    p.add_argument("--preset", default=None, choices=["S", "M", "L"],
+                   help="ansatz size: default L (--quick: S)")
+    p.add_argument("--features", default="cartesian", choices=["cartesian", "invariant"])
+    p.add_argument("--optimizer", default="sr", choices=["sr", "adam"])
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--pretrain", type=int, default=None, help="HF pre-training steps "
+                   "(default 1000; --quick: 0)")
+    p.add_argument("--eval-iterations", type=int, default=None, help="default 2000 (--quick 200)")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--dtype", default=None, choices=["float32", "float64"],
+                   help="default float32 on cuda, float64 on cpu")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args()
+    quick = args.quick
+    defaults = {"systems": ["He", "H2"] if quick else ["He", "Li", "Be", "H2", "LiH"],
+                "iterations": 400 if quick else 20000, "walkers": 256 if quick else 4096,
+                "preset": "S" if quick else "L", "pretrain": 0 if quick else 1000,
+                "eval_iterations": 200 if quick else 2000,
+                "dtype": "float32" if args.device.startswith("cuda") else "float64"}
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    return args
+
+
+def _display(row: dict) -> dict:
+    """Energies as text with all their digits (the table's default shows 4 significant)."""
+    return {
+        "system": row["system"],
+        "E (Ha)": format_value(row["energy"], row["error"]),
+        "exact": f"{row['exact']:.6f}",
+        "E-exact (mHa)": f"{row['delta_mHa']:.2f}",
+        "HF": f"{row['hf']:.6f}",
+        "corr %": f"{row['corr_pct']:.1f}",
+        "FermiNet": "-" if row["ferminet"] is None else f"{row['ferminet']:.5f}",
+        "var(E_L)": f"{row['variance']:.2g}",
+        "tau": f"{row['tau']:.1f}",
+        "iters": row["iterations"],
+        "walkers": row["walkers"],
+        "preset": row["preset"],
+        "params": row["params"],
+        "train_s": f"{row['train_s']:.0f}",
+        "eval_s": f"{row['eval_s']:.0f}",
+    }
+
+
+def main() -> None:
+    args = parse_args()
+    rows = []
+    for name in args.systems:
+        system = get_system(name)
+        options = {} if args.lr is None else {"lr": args.lr}
+        start = time.perf_counter()
+        result = vmc(system, model={"preset": args.preset, "features": args.features},
+                     iterations=args.iterations, walkers=args.walkers, optimizer=args.optimizer,
+                     pretrain=args.pretrain, eval_iterations=args.eval_iterations,
+                     device=args.device, dtype=args.dtype, seed=args.seed,
+                     checkpoint_every=max(args.iterations, 1), progress=False, **options)
+        wall = time.perf_counter() - start
+        exact, hf = EXACT[name], HARTREE_FOCK[name]
+        ferminet = FERMINET.get(name)
+        n_params = sum(p.numel() for p in result.wavefunction.parameters())
+        rows.append({
+            "system": name,
+            "energy": result.energy,
+            "error": result.error,
+            "exact": exact,
+            "delta_mHa": 1e3 * (result.energy - exact),
+            "hf": hf,
+            "corr_pct": 100 * (hf - result.energy) / (hf - exact),
+            "ferminet": ferminet,
+            "variance": result.variance,
+            "tau": result.estimate.tau if result.estimate else math.nan,
+            "iterations": args.iterations,
+            "walkers": args.walkers,
+            "preset": args.preset,
+            "params": n_params,
+            "train_s": result.train_time,
+            "eval_s": result.eval_time,
+            "total_s": wall,
+        })
+        print(f"{result}  ({wall:.0f} s)", flush=True)
+    print(f"\nhardware: {hardware()}; device {args.device} ({args.dtype}); optimizer "
+          f"{args.optimizer}; features {args.features}; pretrain {args.pretrain}; eval sweeps "
+          f"{args.eval_iterations}; torch {versions()['torch']}\n")
+    print_table([_display(row) for row in rows])
+    if args.json:
+        write_json(args.json, "vmc", rows)
+
+
+if __name__ == "__main__":
+    main()

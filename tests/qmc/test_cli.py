@@ -1,0 +1,48 @@
+"""``equivar vmc`` parses, runs the library, writes checkpoint/plot/result and resumes."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from equivar.cli import main
+
+FAST = ["--walkers", "32", "--eval-iterations", "8", "--burn-in", "20", "--no-progress"]
+
+
+def test_vmc_command_runs_and_resumes(tmp_path, capsys):
+    out = tmp_path / "he"
+    assert main(["vmc", "--system", "He", "--iterations", "5", "--output", str(out), *FAST]) == 0
+    text = capsys.readouterr().out
+    assert "He: E = " in text
+    assert (out / "checkpoint.pt").is_file() and (out / "result.json").is_file()
+    result = json.loads((out / "result.json").read_text())
+    assert result["iterations"] == 5 and result["error"] > 0
+    # a second run refuses to overwrite, --resume continues to 8 iterations
+    assert main(["vmc", "--system", "He", "--iterations", "8", "--output", str(out), *FAST]) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert main(["vmc", "--system", "He", "--iterations", "8", "--output", str(out), "--resume",
+                 *FAST]) == 0
+    assert json.loads((out / "result.json").read_text())["iterations"] == 8
+
+
+def test_vmc_command_reports_bad_input(tmp_path, capsys):
+    assert main(["vmc", "--system", "Hx", "--output", str(tmp_path / "x"), *FAST]) == 2
+    assert "unknown system 'Hx'" in capsys.readouterr().err
+
+
+def test_vmc_help():
+    result = subprocess.run([sys.executable, "-m", "equivar", "vmc", "--help"],
+                            capture_output=True, text=True, check=True)
+    assert "--system" in result.stdout and "--resume" in result.stdout
+
+
+@pytest.mark.slow
+def test_vmc_command_with_default_settings(tmp_path):
+    """The command of the issue, default settings (1024 walkers, 200 evaluation sweeps)."""
+    result = subprocess.run([sys.executable, "-m", "equivar", "vmc", "--system", "He",
+                             "--iterations", "5", "--no-progress"], cwd=tmp_path,
+                            capture_output=True, text=True, check=True)
+    assert "He: E = " in result.stdout
+    assert (tmp_path / "vmc_He" / "energy.png").is_file()
