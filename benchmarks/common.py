@@ -168,6 +168,20 @@ def silicon(n_atoms: int):
     return atoms
 
 
+def model_parser() -> argparse.ArgumentParser:
+    """Parent parser of the potential speed benchmarks: ``--device --preset --dtype --cutoff
+    --sizes`` (sizes default to None: each script picks its own)."""
+    import torch
+
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--preset", default="S", choices=["S", "M", "L"])
+    parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    parser.add_argument("--cutoff", type=float, default=5.0)
+    parser.add_argument("--sizes", type=int, nargs="+", default=None)
+    return parser
+
+
 def standard_parser() -> argparse.ArgumentParser:
     """The standard argparse parent: ``--json PATH`` and ``--quick``.
 

@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
     hardware,
     median_time,
+    model_parser,
     print_table,
     silicon,
     standard_parser,
@@ -86,14 +87,9 @@ def run(args) -> list[dict]:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__,
-        parents=[standard_parser()],
+        parents=[standard_parser(), model_parser()],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--preset", default="S", choices=["S", "M", "L"])
-    parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    parser.add_argument("--cutoff", type=float, default=5.0)
-    parser.add_argument("--sizes", type=int, nargs="+", default=None)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
     args = parser.parse_args(argv)
