@@ -1,13 +1,8 @@
-"""N-body tests run on graphs of 5 particles: one torch thread is faster than several (intra-op
-threads only add synchronisation, and spin-wait badly on a shared machine)."""
+"""N-body tests run on graphs of 5 particles: single-threaded (see tests/conftest.py)."""
 
 import pytest
-import torch
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+def _single_threaded(one_thread):
+    """Tiny tensors: see tests/conftest.py::one_thread."""

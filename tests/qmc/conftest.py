@@ -9,11 +9,9 @@ from equivar.qmc import atom, get_system
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+def _single_threaded(one_thread):
+    """Tiny tensors: see tests/conftest.py::one_thread."""
+
 
 
 def small_wavefunction(system, dtype=torch.float64, **options):

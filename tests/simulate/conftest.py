@@ -13,6 +13,11 @@ TINY = dict(
     radial_hidden=[8], zbl=True,
 )  # fmt: skip
 
+@pytest.fixture(autouse=True)
+def _single_threaded(one_thread):
+    """Tiny tensors: see tests/conftest.py::one_thread."""
+
+
 
 def tiny_potential(seed: int = 0, dtype: str = "float64", **options):
     """An untrained, smooth potential (ZBL keeps nuclei apart); deterministic for ``seed``."""
@@ -39,12 +44,3 @@ def copper():
     atoms.rattle(0.05, seed=1)
     return atoms
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """These models are tiny: intra-op threads only add synchronisation, and on a loaded shared
-    machine two spinning threads ran the MD tests 10-20x slower. Restored after each test."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
