@@ -1,7 +1,15 @@
 """Shared fixtures: dtype parametrisation (never set a global dtype at import time)."""
 
+import os
+
 import pytest
 import torch
+
+# Without a GPU, the Triton kernels (equivar.kernels) are tested in Triton's CPU interpreter.
+# Triton reads the switch when it is first imported, and torch may import it early (inductor),
+# so it is set here, before any test module is collected. With a GPU they compile for CUDA.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 
 @pytest.fixture(params=[torch.float64, torch.float32], ids=["float64", "float32"])

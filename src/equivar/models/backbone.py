@@ -59,7 +59,7 @@ class EquivariantBackbone(nn.Module):
         avg_num_neighbors: float = 12.0,
         graph_inputs: bool = True,
         norm: bool = False,
-        backend: str = "e3nn",
+        backend: str = "auto",
     ) -> None:
         super().__init__()
         if num_layers < 1:

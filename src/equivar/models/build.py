@@ -188,7 +188,8 @@ def build(name: str, **options: Any) -> nn.Module:
         avg_num_neighbors: neighbour-sum normalisation (default 12, or from statistics).
         graph_inputs: embed total charge and spin multiplicity (default True).
         norm: equivariant RMS norm between blocks (default False).
-        backend: convolution implementation (default ``"e3nn"``).
+        backend: convolution implementation, see :mod:`equivar.kernels` (default ``"auto"``:
+            the fused Triton kernel on CUDA, e3nn on CPU).
         dtype: ``"float32"``/``"float64"`` or a torch dtype (default: torch's default). The model
             is always constructed in float64 and cast, so prefer ``dtype="float64"`` over
             ``model.double()`` (which cannot restore coefficients rounded to float32).

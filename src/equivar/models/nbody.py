@@ -174,7 +174,7 @@ class NBodyModel(nn.Module):
         num_heads: int = 4,
         aggregation: str = "mean",
         predict_velocity: bool = False,
-        backend: str = "e3nn",
+        backend: str = "auto",
         config: Mapping | None = None,
     ) -> None:
         super().__init__()
@@ -260,7 +260,7 @@ def build_nbody(**options: Any) -> NBodyModel:
             distance basis), num_heads (4): steerable layers only.
         aggregation: ``"mean"`` (default) or ``"sum"`` of EGNN coordinate updates.
         predict_velocity: also output ``"vel"`` (default False), for rollouts.
-        backend: convolution backend (default ``"e3nn"``).
+        backend: convolution backend, see :mod:`equivar.kernels` (default ``"auto"``).
         dtype: ``"float32"``/``"float64"`` or a torch dtype (default: torch's default); the model
             is built in float64 and cast.
 

@@ -100,7 +100,7 @@ class SE3TransformerBlock(nn.Module):
         irreps_key: irreps of keys and queries (default: the scalars and vectors of
             ``irreps_in``).
         radial_hidden: radial MLP widths (default ``(64, 64)``).
-        backend: convolution backend (default ``"e3nn"``).
+        backend: convolution backend, see :mod:`equivar.kernels` (default ``"auto"``).
 
     Shapes:
         node_feats: [n_nodes, irreps_in.dim], edge_sh: [n_edges, irreps_sh.dim],
@@ -128,7 +128,7 @@ class SE3TransformerBlock(nn.Module):
         num_heads: int = 4,
         irreps_key: o3.Irreps | str | None = None,
         radial_hidden: Sequence[int] = (64, 64),
-        backend: str = "e3nn",
+        backend: str = "auto",
     ) -> None:
         super().__init__()
         if num_heads < 1:

@@ -24,7 +24,7 @@ class InteractionBlock(nn.Module):
         radial_hidden: radial MLP widths (default ``(64, 64)``).
         avg_num_neighbors: normalisation of the neighbour sum.
         norm: apply :class:`EquivariantRMSNorm` to the input first (default False).
-        backend: convolution backend (default ``"e3nn"``).
+        backend: convolution backend, see :mod:`equivar.kernels` (default ``"auto"``).
 
     Shapes:
         node_feats: [n_nodes, irreps_in.dim], edge_sh: [n_edges, irreps_sh.dim],
@@ -40,7 +40,7 @@ class InteractionBlock(nn.Module):
         radial_hidden: Sequence[int] = (64, 64),
         avg_num_neighbors: float = 1.0,
         norm: bool = False,
-        backend: str = "e3nn",
+        backend: str = "auto",
     ) -> None:
         super().__init__()
         self.irreps_in = o3.Irreps(irreps_in)

@@ -1,0 +1,26 @@
+"""Backends for the hot op, the tensor-product convolution (see :mod:`equivar.kernels.dispatch`).
+
+``equivar.kernels.conv`` runs a :class:`ConvSpec` on a chosen backend; models pick theirs with
+the ``backend=`` option (``"auto"``, ``"e3nn"``, ``"triton"``, ``"cuequivariance"``) and show it
+in their repr. All backends compute the same numbers as the e3nn reference, forward, backward and
+double backward (``tests/kernels``).
+"""
+
+from equivar._lazy import lazy_attributes
+
+_WHERE = {
+    "BACKENDS": "dispatch",
+    "BackendFallbackWarning": "dispatch",
+    "availability": "dispatch",
+    "check_backend": "dispatch",
+    "conv": "dispatch",
+    "resolve": "dispatch",
+    "ConvSpec": "spec",
+    "EdgeLayout": "layout",
+    "cached_edge_layout": "layout",
+    "edge_layout": "layout",
+    "conv_reference": "reference",
+    "fused_conv": "fused",
+}
+__all__ = sorted(_WHERE)
+__getattr__, __dir__ = lazy_attributes(__name__, _WHERE, __all__)

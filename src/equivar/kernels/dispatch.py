@@ -1,0 +1,159 @@
+"""Which implementation runs the convolution, decided per call from the tensors' device.
+
+* ``"auto"`` (default): the fused Triton kernel on CUDA, the e3nn reference on CPU.
+* ``"e3nn"``: the reference (gather, e3nn ``TensorProduct``, scatter), everywhere.
+* ``"triton"``: the fused kernel; on CPU only under ``TRITON_INTERPRET=1`` (slow, for tests).
+* ``"cuequivariance"``: NVIDIA's fused kernels, when the package is installed.
+
+Nothing falls back silently. When a requested backend cannot run (not installed, CUDA ops that
+fail to import, a CPU tensor for a GPU-only kernel, a kernel that fails its first-use self-check)
+the e3nn reference runs instead and a warning naming the reason is issued once per reason.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+
+from equivar.kernels.layout import EdgeLayout
+from equivar.kernels.spec import ConvSpec
+
+BACKENDS = ("auto", "e3nn", "triton", "cuequivariance")
+
+_warned: set[str] = set()
+_self_checked: dict[tuple, str] = {}
+
+
+class BackendFallbackWarning(RuntimeWarning):
+    """A requested convolution backend could not run; the e3nn reference ran instead."""
+
+
+def _warn_once(message: str) -> None:
+    if message not in _warned:
+        _warned.add(message)
+        warnings.warn(message, BackendFallbackWarning, stacklevel=3)
+
+
+def check_backend(name: str) -> str:
+    """Validate a backend name (constructors call this).
+
+    Raises:
+        ValueError: naming the unknown backend and the valid ones.
+    """
+    if name not in BACKENDS:
+        raise ValueError(f"unknown convolution backend {name!r}; available: {BACKENDS}")
+    return name
+
+
+def availability() -> dict[str, tuple[bool, str]]:
+    """``{backend: (usable, reason if not)}`` on this machine, for reports and the CLI."""
+    from equivar.kernels import triton_conv
+
+    status = {"e3nn": (True, ""), "triton": triton_conv.available()}
+    try:
+        from equivar.kernels import cueq
+    except ImportError as exc:
+        status["cuequivariance"] = (False, f"equivar.kernels.cueq: {exc}")
+    else:
+        status["cuequivariance"] = cueq.available()
+    return status
+
+
+def resolve(requested: str, device: torch.device) -> str:
+    """The backend that will actually run for tensors on ``device`` (warns once on fallback)."""
+    from equivar.kernels import triton_conv
+
+    if requested == "e3nn":
+        return "e3nn"
+    if requested == "auto":
+        if device.type == "cuda" and triton_conv.available()[0]:
+            return "triton"
+        return "e3nn"
+    if requested == "triton":
+        ok, why = triton_conv.available()
+        if not ok:
+            _warn_once(f"convolution backend 'triton' requested but {why}; using e3nn")
+            return "e3nn"
+        if device.type != "cuda" and not triton_conv.interpreting():
+            _warn_once(f"convolution backend 'triton' needs a CUDA device (got {device}) or "
+                       "TRITON_INTERPRET=1; using e3nn")
+            return "e3nn"
+        return "triton"
+    if requested == "cuequivariance":
+        ok, why = availability()["cuequivariance"]
+        if not ok:
+            _warn_once(f"convolution backend 'cuequivariance' requested but {why}; using e3nn")
+            return "e3nn"
+        return "cuequivariance"
+    raise ValueError(f"unknown convolution backend {requested!r}; available: {BACKENDS}")
+
+
+def _run(backend: str, spec: ConvSpec, x, y, w, layout: EdgeLayout) -> torch.Tensor:
+    if backend == "triton":
+        from equivar.kernels.fused import fused_conv
+
+        return fused_conv(spec, x, y, w, layout)
+    from equivar.kernels.cueq import cueq_conv
+
+    return cueq_conv(spec, x, y, w, layout)
+
+
+def _self_check(backend: str, spec: ConvSpec, device: torch.device, dtype: torch.dtype) -> str:
+    """Run ``backend`` once on a small random graph against the plain-torch reference, value
+    and first derivatives; return ``""`` when it agrees, else the reason. Compiled kernels are
+    only trusted after this (a fast kernel that is wrong is worse than a slow one)."""
+    from equivar.kernels.layout import edge_layout
+    from equivar.kernels.reference import conv_reference
+
+    gen = torch.Generator().manual_seed(0)
+    n, e = 5, 17
+    kw = {"dtype": dtype}
+    x = torch.randn(n, spec.in_dim, generator=gen, **kw).to(device).requires_grad_()
+    y = torch.randn(e, spec.sh_dim, generator=gen, **kw).to(device).requires_grad_()
+    w = torch.randn(e, spec.weight_numel, generator=gen, **kw).to(device).requires_grad_()
+    index = torch.randint(0, n - 1, (2, e), generator=gen).to(device)  # node n-1 isolated
+    try:
+        got = _run(backend, spec, x, y, w, edge_layout(index, n))
+        grads = torch.autograd.grad(got.square().sum(), (x, y, w))
+    except Exception as exc:  # a kernel that cannot compile here must not take the run down
+        return f"it failed to run ({type(exc).__name__}: {exc})"
+    want = conv_reference(spec, x, y, w, index[0], index[1], n)
+    want_grads = torch.autograd.grad(want.square().sum(), (x, y, w))
+    tol = 1e-4 if dtype == torch.float32 else 1e-9
+    for name, a, b in zip(("value", "d/dx", "d/dy", "d/dw"), (got, *grads), (want, *want_grads)):
+        err = float((a - b).detach().abs().max() / b.detach().abs().max().clamp(min=1e-30))
+        if not err < tol:
+            return f"its {name} differs from the reference by {err:.1e} (relative)"
+    return ""
+
+
+def conv(
+    spec: ConvSpec,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    w: torch.Tensor,
+    layout: EdgeLayout,
+    backend: str,
+) -> torch.Tensor | None:
+    """Run the convolution on ``backend`` (a resolved name other than ``"e3nn"``).
+
+    Returns None when the backend failed its first-use self-check on this device and dtype (a
+    warning says why); the caller then runs the e3nn reference.
+
+    Shapes:
+        x: [n_nodes, in_dim], y: [n_edges, sh_dim], w: [n_edges, weight_numel]
+        -> [n_nodes, out_dim]
+    """
+    from equivar.kernels import triton_conv
+
+    if not (backend == "triton" and triton_conv.interpreting()):
+        key = (backend, spec.key, x.device, x.dtype)
+        if key not in _self_checked:
+            with torch.inference_mode(False), torch.enable_grad():  # callers may be in no_grad
+                _self_checked[key] = _self_check(backend, spec, x.device, x.dtype)
+        if _self_checked[key]:
+            _warn_once(f"convolution backend {backend!r} failed its self-check on {x.device} "
+                       f"({x.dtype}, spec {spec.key}): {_self_checked[key]}; using e3nn")
+            return None
+    return _run(backend, spec, x, y, w, layout)
