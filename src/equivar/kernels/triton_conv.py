@@ -273,9 +273,14 @@ def _cache_dir() -> FilePath:
     return path
 
 
-def kernels_for(spec: ConvSpec) -> ModuleType:
-    """Generate (once per process and spec), write and import the kernel module for ``spec``."""
-    key = (spec.key, interpreting())
+def kernels_for(spec: ConvSpec, interpret: bool | None = None) -> ModuleType:
+    """Generate (once per process and spec), write and import the kernel module for ``spec``.
+
+    ``interpret`` picks Triton's interpreter or real JIT functions (default: as the environment
+    says); Triton decides when a module is imported, so each choice gets its own module.
+    """
+    interpret = interpreting() if interpret is None else interpret
+    key = (spec.key, interpret)
     if key in _MODULES:
         return _MODULES[key]
     ok, why = available()
@@ -288,9 +293,18 @@ def kernels_for(spec: ConvSpec) -> ModuleType:
         with os.fdopen(fd, "w") as fh:
             fh.write(source)
         os.replace(tmp, path)  # atomic: concurrent processes never import half a file
-    module_spec = importlib.util.spec_from_file_location(f"equivar_conv_{spec.key}", path)
+    name = f"equivar_conv_{spec.key}_{'interpreted' if interpret else 'jit'}"
+    module_spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
+    previous = os.environ.get("TRITON_INTERPRET")
+    os.environ["TRITON_INTERPRET"] = "1" if interpret else "0"
+    try:
+        module_spec.loader.exec_module(module)
+    finally:
+        if previous is None:
+            del os.environ["TRITON_INTERPRET"]
+        else:
+            os.environ["TRITON_INTERPRET"] = previous
     _MODULES[key] = module
     return module
 
@@ -371,3 +385,83 @@ def evaluate_edge_pair(spec: ConvSpec, g, x, y, w, layout: EdgeLayout):
                              BLOCK_E=block_e, BLOCK_U=block_u, DTYPE=_tl_dtype(g.dtype),
                              num_warps=warps)
     return gy, gw
+
+
+# --------------------------------------------------------------------------- ahead-of-time check
+
+
+def _signatures(spec: ConvSpec, dtype: torch.dtype) -> dict[str, tuple[dict, dict, int]]:
+    import triton.language as tl
+
+    ptr = {torch.float32: "*fp32", torch.float64: "*fp64"}[dtype]
+    tl_dtype = {torch.float32: tl.float32, torch.float64: tl.float64}[dtype]
+    block_u, _, node_warps = _node_launch(spec)
+    block_e, edge_u, edge_warps = _edge_launch(spec)
+    csr = {"rowptr_ptr": "*i32", "eid_ptr": "*i32", "nbr_ptr": "*i32"}
+    node_consts = {"BLOCK_U": block_u, "DTYPE": tl_dtype}
+    sigs = {
+        "receiver_kernel": ({"x_ptr": ptr, "y_ptr": ptr, "w_ptr": ptr, "out_ptr": ptr, **csr},
+                            node_consts, node_warps),
+        "sender_kernel": ({"g_ptr": ptr, "y_ptr": ptr, "w_ptr": ptr, "out_ptr": ptr, **csr},
+                          node_consts, node_warps),
+    }
+    edge = {name: ptr for name in ("g_ptr", "x_ptr", "y_ptr", "w_ptr", "gy_ptr", "gw_ptr")}
+    edge.update({"send_ptr": "*i32", "recv_ptr": "*i32", "n_edges": "i32"})
+    for name in ("edge_kernel_y", "edge_kernel_w", "edge_kernel_yw"):
+        sigs[name] = (edge, {"BLOCK_E": block_e, "BLOCK_U": edge_u, "DTYPE": tl_dtype},
+                      edge_warps)
+    return sigs
+
+
+def compile_for_cuda(spec: ConvSpec, dtype: torch.dtype = torch.float32, arch: int = 90,
+                     kernels: tuple[str, ...] | None = None) -> dict[str, str]:
+    """Compile the kernels for an NVIDIA GPU of compute capability ``arch`` without one present
+    (Triton's ahead-of-time path down to PTX and machine code), so compile errors, register use
+    and spills are known on any machine. Returns ``{kernel: ptxas summary}`` (empty when the
+    summary is not available). Needs Triton, not a GPU; must run in a process where Triton's
+    interpreter is off (it patches ``triton.language`` for the whole process).
+
+    Raises:
+        RuntimeError: when ``TRITON_INTERPRET`` is set in this process.
+    """
+    if interpreting():
+        raise RuntimeError("compile_for_cuda needs Triton's interpreter off in this process "
+                           "(unset TRITON_INTERPRET, e.g. in a subprocess)")
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    mod = kernels_for(spec, interpret=False)
+    report = {}
+    for name, (signature, constexprs, warps) in _signatures(spec, dtype).items():
+        if kernels is not None and name not in kernels:
+            continue
+        fn = getattr(mod, name)
+        sig = {**signature, **{k: "constexpr" for k in constexprs}}
+        compiled = triton.compile(ASTSource(fn=fn, signature=sig, constexprs=constexprs),
+                                  target=GPUTarget("cuda", arch, 32),
+                                  options={"num_warps": warps})
+        report[name] = _ptxas_summary(compiled.asm.get("ptx", ""), arch)
+    return report
+
+
+def _ptxas_summary(ptx: str, arch: int) -> str:
+    import glob
+    import subprocess
+
+    import triton
+
+    tools = sorted(glob.glob(os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia",
+                                          "bin", "ptxas*")), reverse=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "k.ptx")
+        with open(src, "w") as fh:
+            fh.write(ptx)
+        for tool in tools:  # the newest ptxas that accepts this PTX version
+            run = subprocess.run([tool, f"-arch=sm_{arch}a", "-v", src, "-o",
+                                  os.path.join(tmp, "k.cubin")], capture_output=True, text=True)
+            if run.returncode == 0:
+                lines = [ln.split("info    :")[-1].strip() for ln in run.stderr.splitlines()
+                         if "registers" in ln or "spill" in ln]
+                return "; ".join(lines)
+    return ""
