@@ -64,6 +64,7 @@ _COMMAND_MODULES: list[str] = [
     "equivar.qmc.cli",
     "equivar.train.cli",
     "equivar.simulate.cli",
+    "equivar.data.cli",
 ]
 
 

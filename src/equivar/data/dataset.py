@@ -29,33 +29,103 @@ def _rebuild(data: Data, cutoff: float, dtype: torch.dtype | None) -> Data:
 
     if not isinstance(data, Data):
         raise TypeError(f"expected torch_geometric.data.Data, got {type(data).__name__}")
+    return graph_from_fields({key: data[key] for key in data.keys()}, cutoff, dtype)
+
+
+def graph_from_fields(fields: dict[str, Any], cutoff: float, dtype: torch.dtype | None) -> Data:
+    """A validated graph from a structure's fields: floats cast to ``dtype``, missing ``cell``,
+    ``pbc``, ``total_charge``, ``spin`` defaulted, derived fields dropped and the edges built at
+    ``cutoff`` (the path of graphs given as ``Data`` and of :class:`ShardedDataset` frames).
+
+    Args:
+        fields: at least ``pos`` and ``z``; not modified.
+        cutoff: neighbour cutoff radius (Angstrom).
+        dtype: floating dtype of the graph. None: the dtype of ``pos``.
+
+    Shapes:
+        pos: ``[n_nodes, 3]``; z: ``[n_nodes]``; cell: 9 entries (-> ``[1, 3, 3]``); pbc: 3
+        entries (-> ``[1, 3]``); returns a ``Data`` with ``edge_index [2, n_edges]`` and
+        ``shifts [n_edges, 3]`` added.
+    """
+    from torch_geometric.data import Data
+
     for key in (K.POSITIONS, K.ATOMIC_NUMBERS):
-        if key not in data:
+        if key not in fields:
             raise ValueError(f"graph has no {key!r} field")
-    pos = data[K.POSITIONS]
+    pos = fields[K.POSITIONS]
     dtype = pos.dtype if dtype is None else dtype
-    fields: dict[str, Any] = {}
-    for key in data.keys():
+    out: dict[str, Any] = {}
+    for key, value in fields.items():
         if key in _DERIVED:
             continue
-        value = data[key]
         if isinstance(value, torch.Tensor) and value.is_floating_point():
             value = value.to(dtype)
-        fields[key] = value
-    fields.setdefault(K.CELL, torch.zeros(1, 3, 3, dtype=dtype))  # [1, 3, 3]
-    fields.setdefault(K.PBC, torch.zeros(1, 3, dtype=torch.bool))  # [1, 3]
-    fields.setdefault(K.TOTAL_CHARGE, torch.zeros(1, dtype=dtype))  # [1]
-    fields.setdefault(K.SPIN, torch.ones(1, dtype=dtype))  # [1]
+        out[key] = value
+    out.setdefault(K.CELL, torch.zeros(1, 3, 3, dtype=dtype))  # [1, 3, 3]
+    out.setdefault(K.PBC, torch.zeros(1, 3, dtype=torch.bool))  # [1, 3]
+    out.setdefault(K.TOTAL_CHARGE, torch.zeros(1, dtype=dtype))  # [1]
+    out.setdefault(K.SPIN, torch.ones(1, dtype=dtype))  # [1]
     for key, size in ((K.CELL, 9), (K.PBC, 3)):
-        if not isinstance(fields[key], torch.Tensor) or fields[key].numel() != size:
+        if not isinstance(out[key], torch.Tensor) or out[key].numel() != size:
             raise ValueError(f"{key} must be a tensor with {size} entries (one graph)")
-    fields[K.CELL] = fields[K.CELL].reshape(1, 3, 3)
-    fields[K.PBC] = fields[K.PBC].reshape(1, 3).bool()
-    fields[K.EDGE_INDEX], fields[K.EDGE_SHIFTS] = checked_graph(fields, cutoff)
-    return Data(**fields)
+    out[K.CELL] = out[K.CELL].reshape(1, 3, 3)
+    out[K.PBC] = out[K.PBC].reshape(1, 3).bool()
+    out[K.EDGE_INDEX], out[K.EDGE_SHIFTS] = checked_graph(out, cutoff)
+    return Data(**out)
 
 
-class AtomsDataset(torch.utils.data.Dataset):
+def _split_counts(sizes: Sequence[int] | Sequence[float], n: int) -> list[int]:
+    """Part sizes of a split of ``n`` items (see :meth:`SplitMixin.split` for the rules)."""
+    values = list(sizes)
+    if not values:
+        raise ValueError("sizes must name at least one part")
+    if all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in values):
+        counts = [int(v) for v in values]
+        if min(counts) < 0 or sum(counts) > n:
+            raise ValueError(f"sizes {counts} must be >= 0 and sum to at most {n}")
+    elif all(isinstance(v, (float, np.floating)) for v in values):
+        total = float(sum(values))
+        if min(values) < 0 or total > 1 + 1e-9:
+            raise ValueError(f"fractions {values} must be >= 0 and sum to at most 1")
+        counts = [int(np.floor(v * n + 1e-9)) for v in values]
+        if abs(total - 1) < 1e-9:
+            for k in range(n - sum(counts)):
+                counts[k % len(counts)] += 1
+    else:
+        raise TypeError(f"sizes must be all int (sizes) or all float (fractions), got {values}")
+    return counts
+
+
+class SplitMixin:
+    """``split`` for datasets with ``__len__`` and ``subset(indices)`` (in-memory and sharded
+    datasets split the same way: the same seed gives the same indices)."""
+
+    def split(self, sizes: Sequence[int] | Sequence[float], seed: int = 0) -> tuple:
+        """Random disjoint subsets, the same for the same ``seed``.
+
+        Args:
+            sizes: integer sizes (sum at most ``len(self)``), or fractions in (0, 1] (sum at most
+                1; each part gets ``floor(f * len)``, and when they sum to 1 the remainder goes
+                one by one to the first parts so that every graph is used).
+            seed: seed of the permutation (``numpy.random.default_rng``). Default 0.
+
+        Returns:
+            One dataset of this class (from :meth:`subset`) per entry of ``sizes``.
+
+        Example:
+            >>> train, valid = ds.split([0.8, 0.2], seed=1)  # doctest: +SKIP
+        """
+        n = len(self)  # type: ignore[arg-type]
+        counts = _split_counts(sizes, n)
+        order = np.random.default_rng(seed).permutation(n)
+        bounds = np.cumsum([0, *counts])
+        return tuple(
+            self.subset(order[a:b].tolist())  # type: ignore[attr-defined]
+            for a, b in zip(bounds[:-1], bounds[1:], strict=True)
+        )
+
+
+class AtomsDataset(SplitMixin, torch.utils.data.Dataset):
     """Graphs of a list of structures, built and validated eagerly once, then served from memory.
 
     Every graph is made at construction (so a bad structure fails at once, naming its index) and
@@ -146,53 +216,13 @@ class AtomsDataset(torch.utils.data.Dataset):
         atoms = None if self._atoms is None else [self._atoms[i] for i in idx]
         return self._from_cache([self._graphs[i] for i in idx], atoms, self._cutoff)
 
-    def split(
-        self, sizes: Sequence[int] | Sequence[float], seed: int = 0
-    ) -> tuple[AtomsDataset, ...]:
-        """Random disjoint subsets, the same for the same ``seed``.
-
-        Args:
-            sizes: integer sizes (sum at most ``len(self)``), or fractions in (0, 1] (sum at most
-                1; each part gets ``floor(f * len)``, and when they sum to 1 the remainder goes
-                one by one to the first parts so that every graph is used).
-            seed: seed of the permutation (``numpy.random.default_rng``). Default 0.
-
-        Returns:
-            One :class:`AtomsDataset` per entry of ``sizes``.
-
-        Example:
-            >>> train, valid = ds.split([0.8, 0.2], seed=1)  # doctest: +SKIP
-        """
-        n = len(self)
-        values = list(sizes)
-        if not values:
-            raise ValueError("sizes must name at least one part")
-        if all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in values):
-            counts = [int(v) for v in values]
-            if min(counts) < 0 or sum(counts) > n:
-                raise ValueError(f"sizes {counts} must be >= 0 and sum to at most {n}")
-        elif all(isinstance(v, (float, np.floating)) for v in values):
-            total = float(sum(values))
-            if min(values) < 0 or total > 1 + 1e-9:
-                raise ValueError(f"fractions {values} must be >= 0 and sum to at most 1")
-            counts = [int(np.floor(v * n + 1e-9)) for v in values]
-            if abs(total - 1) < 1e-9:
-                for k in range(n - sum(counts)):
-                    counts[k % len(counts)] += 1
-        else:
-            raise TypeError(f"sizes must be all int (sizes) or all float (fractions), got {values}")
-        order = np.random.default_rng(seed).permutation(n)
-        bounds = np.cumsum([0, *counts])
-        return tuple(
-            self.subset(order[a:b].tolist()) for a, b in zip(bounds[:-1], bounds[1:], strict=True)
-        )
-
 
 def loader(dataset: Any, batch_size: int, shuffle: bool = False, **kwargs: Any) -> DataLoader:
     """A ``torch_geometric.loader.DataLoader`` over ``dataset`` (graphs batched into a ``Batch``).
 
     Args:
-        dataset: an :class:`AtomsDataset` or any sequence of ``Data``.
+        dataset: an :class:`AtomsDataset`, a :class:`~equivar.data.ShardedDataset` (read by
+            the workers with ``num_workers > 0``) or any sequence of ``Data``.
         batch_size: graphs per batch.
         shuffle: reshuffle every epoch. Default False.
         **kwargs: passed to the DataLoader (``num_workers``, ``drop_last``, ``generator`` ...).
@@ -202,7 +232,8 @@ def loader(dataset: Any, batch_size: int, shuffle: bool = False, **kwargs: Any) 
 
     Raises:
         ValueError: if the graphs do not all carry the same fields (PyG cannot batch those; e.g.
-            a molecule without ``stress`` next to a crystal with one).
+            a molecule without ``stress`` next to a crystal with one). Checked for in-memory
+            datasets; shards hold the same fields in every structure by construction.
     """
     from torch_geometric.loader import DataLoader
 

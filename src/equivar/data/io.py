@@ -13,13 +13,15 @@ Formats:
     * ``.npz``, MD17/sGDML layout: ``R [F, N, 3]``, ``z [N]``, optional ``E [F]`` or ``[F, 1]``
       and ``F [F, N, 3]``. Energies and forces are taken as they are, **in the file's units**
       (MD17/sGDML files use kcal/mol and kcal/mol/Angstrom, not eV); convert them yourself.
+    * HDF5 shards (a directory with ``manifest.json``, see :mod:`equivar.data.shards`), read
+      lazily as a :class:`~equivar.data.ShardedDataset`.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -34,7 +36,9 @@ if TYPE_CHECKING:
     import ase
     from torch_geometric.data import Data
 
-__all__ = ["read", "write_npz"]
+    from equivar.data.shards import ShardedDataset
+
+__all__ = ["iread", "read", "write_npz"]
 
 _NPZ_STRUCTURE = {"z", "pos", "n_atoms", "cell", "pbc", "total_charge", "spin", "per_atom_keys"}
 _SKIP_FROM_DATA = set(K.STRUCTURE_KEYS) | {K.NUM_NODES, "ptr", K.EDGE_VECTORS, K.EDGE_LENGTHS}
@@ -46,46 +50,82 @@ def read(
     *,
     index: int | slice | str = ":",
     dtype: torch.dtype | None = None,
-) -> AtomsDataset:
+) -> AtomsDataset | ShardedDataset:
     """Read a file of structures (with their targets) into a dataset of graphs.
 
     Args:
-        path: ``.npz`` (equivar or MD17/sGDML layout, see the module docstring) or any file
-            ``ase.io.read`` understands (extxyz, ...).
+        path: ``.npz`` (equivar or MD17/sGDML layout, see the module docstring), any file
+            ``ase.io.read`` understands (extxyz, ...), or HDF5 shards written by
+            :func:`~equivar.data.write_shards` / ``equivar convert`` (their directory or its
+            ``manifest.json``).
         cutoff: neighbour cutoff radius (Angstrom).
         index: which frames, in ASE's syntax (``":"``, ``"-10:"``, ``"::2"``, an int or a slice).
             Default ``":"``: all.
         dtype: floating dtype of the graphs. Default: ``torch.get_default_dtype()``.
 
     Returns:
-        An :class:`AtomsDataset`; its ``.atoms`` are the frames read.
+        An :class:`AtomsDataset` (its ``.atoms`` are the frames read), or for shards a lazy
+        :class:`~equivar.data.ShardedDataset` that reads and builds each graph on access.
 
     Example:
         >>> ds = read("train.extxyz", cutoff=5.0)  # doctest: +SKIP
+        >>> big = read("train_shards/", cutoff=5.0)  # lazy: nothing is loaded yet  # doctest: +SKIP
+    """
+    from equivar.data.shards import ShardedDataset, is_shard_path
+
+    p = Path(path)
+    if is_shard_path(p):
+        dataset = ShardedDataset(p, cutoff, dtype=dtype)
+        chosen = _frame_selection(len(dataset), index)
+        return dataset if len(chosen) == len(dataset) else dataset.subset(chosen)
+    if p.is_dir():
+        raise FileNotFoundError(
+            f"path {str(p)!r} is a directory without a shard manifest (manifest.json); give a "
+            "structure file or a directory written by `equivar convert`"
+        )
+    if not p.is_file():
+        raise FileNotFoundError(f"path {str(p)!r} does not exist or is not a file")
+    return AtomsDataset(list(iread(p, index)), cutoff, dtype=dtype)
+
+
+def iread(path: str | os.PathLike, index: int | slice | str = ":") -> Iterator[ase.Atoms]:
+    """Structures of a file one at a time, with their targets (what :func:`read` builds graphs
+    of); extxyz and other ASE formats are streamed, ``.npz`` arrays are loaded once.
+
+    Args:
+        path: ``.npz`` (equivar or MD17/sGDML layout) or any file ``ase.io.read`` understands.
+        index: which frames, in ASE's syntax. Default ``":"``: all.
+
+    Returns:
+        An iterator of ``ase.Atoms``.
+
+    Example:
+        >>> n = sum(1 for _ in iread("train.extxyz"))  # doctest: +SKIP
     """
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"path {str(p)!r} does not exist or is not a file")
     if p.suffix.lower() == ".npz":
-        frames = _read_npz(p, index)
-    else:
-        frames = _read_ase(p, index)
-    return AtomsDataset(frames, cutoff, dtype=dtype)
+        return _iter_npz(p, index)
+    return _iter_ase(p, index)
 
 
-def _read_ase(path: Path, index: int | slice | str) -> list[ase.Atoms]:
-    """Frames through ``ase.io.read``; unknown formats become a ValueError."""
+def _iter_ase(path: Path, index: int | slice | str) -> Iterator[ase.Atoms]:
+    """Frames through ``ase.io.iread`` (streamed); unknown formats become a ValueError."""
     import ase.io
     from ase.io.formats import UnknownFileTypeError
 
     try:
-        frames = ase.io.read(path, index=index)
+        frames = ase.io.iread(path, index=index)
+        first = next(frames, None)
     except UnknownFileTypeError as err:
         raise ValueError(
             f"path {str(path)!r}: unknown file format (extension {path.suffix!r}); use .npz or a "
             f"format ase.io.read understands, e.g. .extxyz ({err})"
         ) from err
-    return [frames] if not isinstance(frames, list) else frames
+    if first is not None:
+        yield first
+        yield from frames
 
 
 def _frame_selection(n_frames: int, index: int | slice | str) -> list[int]:
@@ -103,8 +143,9 @@ def _frame_selection(n_frames: int, index: int | slice | str) -> list[int]:
     raise TypeError(f"index must be an int, a slice or a string, got {type(index).__name__}")
 
 
-def _read_npz(path: Path, index: int | slice | str) -> list[ase.Atoms]:
-    """Frames of an equivar or MD17/sGDML ``.npz`` file as ``ase.Atoms`` with their targets."""
+def _iter_npz(path: Path, index: int | slice | str) -> Iterator[ase.Atoms]:
+    """Frames of an equivar or MD17/sGDML ``.npz`` file as ``ase.Atoms`` with their targets
+    (the layout is checked before the first frame is made)."""
     with np.load(path, allow_pickle=False) as f:
         arrays = {key: f[key] for key in f.files}
     if "n_atoms" in arrays:
@@ -117,6 +158,11 @@ def _read_npz(path: Path, index: int | slice | str) -> list[ase.Atoms]:
     )
 
 
+def _read_npz(path: Path, index: int | slice | str) -> list[ase.Atoms]:
+    """All chosen frames of an equivar or MD17/sGDML ``.npz`` file, as a list."""
+    return list(_iter_npz(path, index))
+
+
 def _require(arrays: dict, names: Iterable[str], path: Path, layout: str) -> None:
     missing = [n for n in names if n not in arrays]
     if missing:
@@ -126,7 +172,7 @@ def _require(arrays: dict, names: Iterable[str], path: Path, layout: str) -> Non
         )
 
 
-def _read_equivar_npz(arrays: dict, path: Path, index: int | slice | str) -> list[ase.Atoms]:
+def _read_equivar_npz(arrays: dict, path: Path, index: int | slice | str) -> Iterator[ase.Atoms]:
     _require(arrays, ["z", "pos", "n_atoms"], path, "equivar")
     n_atoms = arrays["n_atoms"].astype(np.int64).reshape(-1)  # [n_frames]
     n_frames, total = len(n_atoms), int(n_atoms.sum())
@@ -156,29 +202,28 @@ def _read_equivar_npz(arrays: dict, path: Path, index: int | slice | str) -> lis
     if missing:
         raise ValueError(f"{where}: per_atom_keys names {missing}, which are not in the file")
     starts = np.concatenate([[0], np.cumsum(n_atoms)])  # [n_frames + 1]
-    frames = []
-    for f in _frame_selection(n_frames, index):
+
+    def frame(f: int) -> ase.Atoms:
         a, b = starts[f], starts[f + 1]
         cell = arrays["cell"][f] if "cell" in arrays else None
         pbc = arrays["pbc"][f] if "pbc" in arrays else None
         if pbc is None and cell is not None:
             pbc = np.linalg.norm(cell, axis=-1) > 0
-        frames.append(
-            make_atoms(
-                arrays["z"][a:b],
-                arrays["pos"][a:b],
-                cell,
-                pbc,
-                total_charge=arrays["total_charge"][f] if "total_charge" in arrays else None,
-                spin=arrays["spin"][f] if "spin" in arrays else None,
-                graph_targets={k: v[f] for k, v in targets.items() if k not in per_atom},
-                node_targets={k: v[a:b] for k, v in targets.items() if k in per_atom},
-            )
+        return make_atoms(
+            arrays["z"][a:b],
+            arrays["pos"][a:b],
+            cell,
+            pbc,
+            total_charge=arrays["total_charge"][f] if "total_charge" in arrays else None,
+            spin=arrays["spin"][f] if "spin" in arrays else None,
+            graph_targets={k: v[f] for k, v in targets.items() if k not in per_atom},
+            node_targets={k: v[a:b] for k, v in targets.items() if k in per_atom},
         )
-    return frames
+
+    return map(frame, _frame_selection(n_frames, index))  # checked above, built on demand
 
 
-def _read_md17_npz(arrays: dict, path: Path, index: int | slice | str) -> list[ase.Atoms]:
+def _read_md17_npz(arrays: dict, path: Path, index: int | slice | str) -> Iterator[ase.Atoms]:
     _require(arrays, ["R", "z"], path, "MD17/sGDML")
     where = f"path {str(path)!r}"
     if "lattice" in arrays:
@@ -197,12 +242,13 @@ def _read_md17_npz(arrays: dict, path: Path, index: int | slice | str) -> list[a
     forces = arrays.get("F")
     if forces is not None and forces.shape != pos.shape:
         raise ValueError(f"{where}: F has shape {forces.shape}, expected {pos.shape} like R")
-    frames = []
-    for f in _frame_selection(n_frames, index):
+
+    def frame(f: int) -> ase.Atoms:
         graph = {} if energy is None else {K.ENERGY: np.float64(energy[f])}
         node = {} if forces is None else {K.FORCES: forces[f]}
-        frames.append(make_atoms(z, pos[f], graph_targets=graph, node_targets=node))
-    return frames
+        return make_atoms(z, pos[f], graph_targets=graph, node_targets=node)
+
+    return map(frame, _frame_selection(n_frames, index))  # checked above, built on demand
 
 
 def _frame_fields(item: ase.Atoms | Data) -> tuple[dict[str, np.ndarray], set[str]]:
@@ -217,7 +263,7 @@ def _frame_fields(item: ase.Atoms | Data) -> tuple[dict[str, np.ndarray], set[st
         node_keys = {k: v for k, v in fields.items() if k not in _SKIP_FROM_DATA}
         node_keys = {k for k, v in node_keys.items() if is_node_level(k, v, n)}
     else:
-        raise TypeError(f"write_npz takes ase.Atoms or Data, got {type(item).__name__}")
+        raise TypeError(f"structures must be ase.Atoms or Data, got {type(item).__name__}")
     out = {k: v.detach().cpu().numpy() for k, v in fields.items()}
     if K.CELL not in out:
         out[K.CELL] = np.zeros((1, 3, 3))

@@ -86,7 +86,9 @@ def compute_statistics(
     values are then not meaningful. Energies must be present on all structures or on none.
 
     Args:
-        dataset: an :class:`~equivar.data.AtomsDataset` or any iterable of ``Data`` with ``z``,
+        dataset: an :class:`~equivar.data.AtomsDataset`, a
+            :class:`~equivar.data.ShardedDataset` (streamed in one pass: memory grows with the
+            number of structures, not atoms) or any iterable of ``Data`` with ``z``,
             ``edge_index`` and optionally the targets.
         energy_key: graph-level energy field. Default ``"energy"``.
         forces_key: node-level forces field. Default ``"forces"``.
@@ -102,13 +104,18 @@ def compute_statistics(
         >>> stats.atomic_energies  # doctest: +SKIP
         {1: -13.6, 8: -2041.3}
     """
-    numbers, energies, n_edges, force_sq, n_force = [], [], 0, 0.0, 0
-    n_with_energy = 0
+    # streamed: per structure only its composition (species, counts), atom count and energy
+    # are kept, so datasets larger than memory (a ShardedDataset) are summarised in one pass
+    compositions: list[tuple[np.ndarray, np.ndarray]] = []  # ([n_species_s], [n_species_s])
+    n_atoms_list: list[int] = []
+    energies: list[float] = []
+    n_edges, force_sq, n_force, n_with_energy = 0, 0.0, 0, 0
     for k, data in enumerate(dataset):
         if K.ATOMIC_NUMBERS not in data or K.EDGE_INDEX not in data:
             raise ValueError(f"structure {k}: graphs need 'z' and 'edge_index' fields")
         z = data[K.ATOMIC_NUMBERS].detach().cpu().numpy().astype(np.int64)  # [n_nodes]
-        numbers.append(z)
+        compositions.append(np.unique(z, return_counts=True))
+        n_atoms_list.append(len(z))
         n_edges += int(data[K.EDGE_INDEX].shape[1])
         if energy_key in data and data[energy_key] is not None:
             e = _as_numpy(data[energy_key]).reshape(-1)
@@ -120,7 +127,7 @@ def compute_statistics(
             f = _as_numpy(data[forces_key])  # [n_nodes, 3]
             force_sq += float(np.sum(f * f))
             n_force += f.size
-    n_structures = len(numbers)
+    n_structures = len(n_atoms_list)
     if n_structures == 0:
         raise ValueError("dataset is empty: no statistics to compute")
     if 0 < n_with_energy < n_structures:
@@ -128,9 +135,8 @@ def compute_statistics(
             f"{energy_key} is present on {n_with_energy} of {n_structures} structures; "
             "it must be on all or none"
         )
-    n_atoms = np.array([len(z) for z in numbers], dtype=np.float64)  # [n_structures]
-    all_z = np.concatenate(numbers)
-    species = np.unique(all_z)  # [n_species]
+    n_atoms = np.array(n_atoms_list, dtype=np.float64)  # [n_structures]
+    species = np.unique(np.concatenate([s for s, _ in compositions]))  # [n_species]
     stats: dict[str, Any] = {
         "species": [int(s) for s in species],
         "mean_num_neighbors": n_edges / max(float(n_atoms.sum()), 1.0),
@@ -139,9 +145,9 @@ def compute_statistics(
         "forces_rms": float(np.sqrt(force_sq / n_force)) if n_force else None,
     }
     if energies:
-        counts = np.stack(
-            [np.bincount(np.searchsorted(species, z), minlength=len(species)) for z in numbers]
-        ).astype(np.float64)  # [n_structures, n_species]
+        counts = np.zeros((n_structures, len(species)))  # [n_structures, n_species]
+        for row, (present, count) in enumerate(compositions):
+            counts[row, np.searchsorted(species, present)] = count
         e = np.asarray(energies)  # [n_structures]
         shifts, *_ = np.linalg.lstsq(counts, e, rcond=None)  # [n_species]
         residual = (e - counts @ shifts) / n_atoms  # [n_structures]
