@@ -73,8 +73,8 @@ def conv_rows(args, device, dtype) -> list[dict]:
         y = o3.spherical_harmonics(conv.irreps_sh, vec, normalize=True).to(device, dtype)
         w = torch.randn(n_edges, spec.weight_numel, generator=gen).to(device, dtype)
         tp = conv.tp.to(device, dtype)
-        t_layout, layout = median_time(lambda: edge_layout(edge_index, n_nodes), args.repeats,
-                                       device=device)
+        t_layout, layout = median_time(lambda ei=edge_index, n=n_nodes: edge_layout(ei, n),
+                                       args.repeats, device=device)
         item = dtype.itemsize
         floor_bytes = item * (x.numel() + y.numel() + w.numel() + n_nodes * spec.out_dim)
         floor_bytes += 4 * 2 * n_edges  # int32 sender and receiver
@@ -92,7 +92,8 @@ def conv_rows(args, device, dtype) -> list[dict]:
                     return out
 
             with torch.no_grad():
-                t_fwd, out = median_time(lambda op=op: op(x, y, w), args.repeats, device=device)
+                t_fwd, out = median_time(lambda op=op, x=x, y=y, w=w: op(x, y, w), args.repeats,
+                                         device=device)
             xg, yg, wg = (t.clone().requires_grad_() for t in (x, y, w))
             cot = torch.randn_like(out)
 
@@ -141,7 +142,7 @@ def training_rows(args, device, dtype) -> list[dict]:
         target_e = torch.zeros(1, device=device, dtype=dtype)
         target_f = torch.zeros(batch.num_nodes, 3, device=device, dtype=dtype)
 
-        def step(model=model, opt=opt):
+        def step(model=model, opt=opt, target_e=target_e, target_f=target_f):
             opt.zero_grad(set_to_none=True)
             out = model(batch)
             loss = (out["energy"] - target_e).square().mean()

@@ -132,7 +132,7 @@ def test_training_step_with_forces_in_the_loss_matches_e3nn(kernel_device):
         out = m(batch)
         loss = out["energy"].square().sum() + out["forces"].square().sum()
         grads.append(torch.autograd.grad(loss, list(m.parameters()), allow_unused=True))
-    for (name, _), a, b in zip(reference.named_parameters(), *grads):
+    for (name, _), a, b in zip(reference.named_parameters(), *grads, strict=True):
         if a is None:
             assert b is None
             continue

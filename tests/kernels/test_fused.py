@@ -72,7 +72,7 @@ def test_fused_value_gradient_and_second_derivatives(name, dtype, kernel_device)
     cot = cot.to(kernel_device)
     g_got = torch.autograd.grad((got * cot).sum(), (x, y, w), create_graph=True)
     g_want = torch.autograd.grad((want * cot).sum(), (x, y, w), create_graph=True)
-    for a, b, what in zip(g_got, g_want, ("d/dx", "d/dy", "d/dw")):
+    for a, b, what in zip(g_got, g_want, ("d/dx", "d/dy", "d/dw"), strict=True):
         _close(a, b, dtype, what)
 
     if dtype == torch.float32:
@@ -82,7 +82,7 @@ def test_fused_value_gradient_and_second_derivatives(name, dtype, kernel_device)
     s_want = sum((b * b).sum() for b in g_want)
     h_got = torch.autograd.grad(s_got, (x, y, w))
     h_want = torch.autograd.grad(s_want, (x, y, w))
-    for a, b, what in zip(h_got, h_want, ("d2/dx", "d2/dy", "d2/dw")):
+    for a, b, what in zip(h_got, h_want, ("d2/dx", "d2/dy", "d2/dw"), strict=True):
         _close(a, b, dtype, what)
 
 
@@ -97,7 +97,7 @@ def test_first_backward_fused_edge_pass_matches_separate_kernels(kernel_device):
     fused = torch.autograd.grad(fused_conv(spec, x, y, w, layout).square().sum(), (x, y, w))
     out = fused_conv(spec, x, y, w, layout)
     separate = torch.autograd.grad(out.square().sum(), (x, y, w), create_graph=True)
-    for a, b in zip(fused, separate):
+    for a, b in zip(fused, separate, strict=True):
         _close(a, b.detach(), torch.float64, "fused edge pass")
 
 

@@ -44,7 +44,7 @@ import numpy as np
 import torch
 
 from equivar.kernels.layout import EdgeLayout
-from equivar.kernels.spec import ConvSpec, dense_cg
+from equivar.kernels.spec import ConvSpec, compute_dtype, dense_cg
 from equivar.nn.scatter import scatter_sum
 
 METHODS = ("naive", "uniform_1d")
@@ -301,10 +301,7 @@ def cueq_conv(spec: ConvSpec, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor,
         -> [n_nodes, out_dim]
     """
     dtype = x.dtype
-    if dtype not in (torch.float32, torch.float64):
-        x, y, w = x.float(), y.float(), w.float()
-    else:
-        y, w = y.to(dtype), w.to(dtype)
+    x, y, w = compute_dtype(x, y, w)
     if method is None:
         method = default_method(x.device)
     _check(method, x.device, x.dtype)

@@ -121,7 +121,8 @@ def _self_check(backend: str, spec: ConvSpec, device: torch.device, dtype: torch
     want = conv_reference(spec, x, y, w, index[0], index[1], n)
     want_grads = torch.autograd.grad(want.square().sum(), (x, y, w))
     tol = 1e-4 if dtype == torch.float32 else 1e-9
-    for name, a, b in zip(("value", "d/dx", "d/dy", "d/dw"), (got, *grads), (want, *want_grads)):
+    for name, a, b in zip(("value", "d/dx", "d/dy", "d/dw"), (got, *grads), (want, *want_grads),
+                           strict=True):
         err = float((a - b).detach().abs().max() / b.detach().abs().max().clamp(min=1e-30))
         if not err < tol:
             return f"its {name} differs from the reference by {err:.1e} (relative)"

@@ -6,7 +6,7 @@ import torch
 
 from equivar.kernels import triton_conv
 from equivar.kernels.layout import EdgeLayout
-from equivar.kernels.spec import ConvSpec
+from equivar.kernels.spec import ConvSpec, compute_dtype
 
 _G, _X, _Y, _W = range(4)
 
@@ -56,9 +56,5 @@ def fused_conv(spec: ConvSpec, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor
         -> [n_nodes, out_dim]
     """
     dtype = x.dtype
-    if dtype not in (torch.float32, torch.float64):
-        x, y, w = x.float(), y.float(), w.float()
-    else:
-        y, w = y.to(dtype), w.to(dtype)
-    out = _Partial.apply(_G, spec, layout, None, x, y, w)
-    return out.to(dtype)
+    x, y, w = compute_dtype(x, y, w)
+    return _Partial.apply(_G, spec, layout, None, x, y, w).to(dtype)

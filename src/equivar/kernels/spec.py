@@ -149,3 +149,11 @@ def dense_cg(path: Path, spec: ConvSpec, dtype: torch.dtype, device=None) -> tor
     for m1, m2, m3, c in path.terms:
         cg[m1, m2, m3] = c
     return cg.to(dtype=dtype, device=device)
+
+
+def compute_dtype(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor):
+    """``(x, y, w)`` in the dtype the kernels compute in (float32 for half precision, else
+    ``x``'s), for backends that take float32 or float64 only; cast the result back to
+    ``x.dtype``."""
+    dtype = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
+    return x.to(dtype), y.to(dtype), w.to(dtype)

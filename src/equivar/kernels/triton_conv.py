@@ -92,23 +92,39 @@ def _masks(spec: ConvSpec, src: _Source, indent: int, edge_axis: bool) -> None:
             src(indent, f"mask{mul} = u < {mul}")
 
 
-def _gen_receiver_kernel(spec: ConvSpec) -> list[str]:
-    """``out[i] = sum_{e: r(e)=i} TP(x[s(e)], y[e], w[e])`` (slot g)."""
-    src, const = _Source(), _Constants()
-    body = _Source()
-    used_x = sorted({(p.i, t[0]) for p in spec.paths for t in p.terms})
-    used_y = sorted({(p.j, t[1]) for p in spec.paths for t in p.terms})
-    for k, p in enumerate(spec.paths):
-        for m3 in range(p.out.d):
-            body(1, f"a{k}_{m3} = tl.zeros((BLOCK_U,), DTYPE)")
+def _walk_csr(body: _Source, spec: ConvSpec, neighbour: str) -> None:
+    """The loop over one node's edges in CSR order, with the edge's harmonics loaded."""
     body(1, "start = tl.load(rowptr_ptr + node)")
     body(1, "end = tl.load(rowptr_ptr + node + 1)")
     body(1, "for p in range(start, end):")
     body(2, "e = tl.load(eid_ptr + p).to(tl.int64)")
-    body(2, "s = tl.load(nbr_ptr + p).to(tl.int64)")
-    for j, m2 in used_y:
+    body(2, f"{neighbour} = tl.load(nbr_ptr + p).to(tl.int64)")
+    for j, m2 in sorted({(p.j, t[1]) for p in spec.paths for t in p.terms}):
         off = spec.harmonics[j].offset + m2
         body(2, f"y{j}_{m2} = tl.load(y_ptr + e * {spec.sh_dim} + {off})")
+
+
+def _node_kernel(name: str, first: str, spec: ConvSpec, const: _Constants, body: _Source):
+    """Header of a kernel with one program per (node, channel block) around ``body``."""
+    src = _Source()
+    src(0, "@triton.jit")
+    src(0, f"def {name}({first}, y_ptr, w_ptr, out_ptr, rowptr_ptr, eid_ptr, nbr_ptr,")
+    src(0, "    BLOCK_U: tl.constexpr, DTYPE: tl.constexpr):")
+    src(1, "node = tl.program_id(0).to(tl.int64)")
+    src(1, "u = tl.program_id(1) * BLOCK_U + tl.arange(0, BLOCK_U)")
+    _masks(spec, src, 1, edge_axis=False)
+    const.emit(src, 1)
+    return src.lines + body.lines
+
+
+def _gen_receiver_kernel(spec: ConvSpec) -> list[str]:
+    """``out[i] = sum_{e: r(e)=i} TP(x[s(e)], y[e], w[e])`` (slot g)."""
+    const, body = _Constants(), _Source()
+    used_x = sorted({(p.i, t[0]) for p in spec.paths for t in p.terms})
+    for k, p in enumerate(spec.paths):
+        for m3 in range(p.out.d):
+            body(1, f"a{k}_{m3} = tl.zeros((BLOCK_U,), DTYPE)")
+    _walk_csr(body, spec, "s")
     for i, m1 in used_x:
         b = spec.inputs[i]
         body(2, f"x{i}_{m1} = tl.load(x_ptr + s * {spec.in_dim} + {b.offset + m1} + u * {b.d}, "
@@ -125,33 +141,17 @@ def _gen_receiver_kernel(spec: ConvSpec) -> list[str]:
         for m3 in range(p.out.d):
             body(1, f"tl.store(out_ptr + node * {spec.out_dim} + {p.out.offset + m3} + "
                     f"u * {p.out.d}, a{k}_{m3}, mask=mask{p.out.mul})")
-    src(0, "@triton.jit")
-    src(0, "def receiver_kernel(x_ptr, y_ptr, w_ptr, out_ptr, rowptr_ptr, eid_ptr, nbr_ptr,")
-    src(0, "                    BLOCK_U: tl.constexpr, DTYPE: tl.constexpr):")
-    src(1, "node = tl.program_id(0).to(tl.int64)")
-    src(1, "u = tl.program_id(1) * BLOCK_U + tl.arange(0, BLOCK_U)")
-    _masks(spec, src, 1, edge_axis=False)
-    const.emit(src, 1)
-    return src.lines + body.lines
+    return _node_kernel("receiver_kernel", "x_ptr", spec, const, body)
 
 
 def _gen_sender_kernel(spec: ConvSpec) -> list[str]:
     """``gx[j] = sum_{e: s(e)=j} dT/dx`` with ``g`` read at receivers (slot x)."""
-    src, const = _Source(), _Constants()
-    body = _Source()
+    const, body = _Constants(), _Source()
     used_g = sorted({(k, t[2]) for k, p in enumerate(spec.paths) for t in p.terms})
-    used_y = sorted({(p.j, t[1]) for p in spec.paths for t in p.terms})
     for i, b in enumerate(spec.inputs):
         for m1 in range(b.d):
             body(1, f"b{i}_{m1} = tl.zeros((BLOCK_U,), DTYPE)")
-    body(1, "start = tl.load(rowptr_ptr + node)")
-    body(1, "end = tl.load(rowptr_ptr + node + 1)")
-    body(1, "for p in range(start, end):")
-    body(2, "e = tl.load(eid_ptr + p).to(tl.int64)")
-    body(2, "r = tl.load(nbr_ptr + p).to(tl.int64)")
-    for j, m2 in used_y:
-        off = spec.harmonics[j].offset + m2
-        body(2, f"y{j}_{m2} = tl.load(y_ptr + e * {spec.sh_dim} + {off})")
+    _walk_csr(body, spec, "r")
     for k, m3 in used_g:
         p = spec.paths[k]
         body(2, f"g{k}_{m3} = tl.load(g_ptr + r * {spec.out_dim} + {p.out.offset + m3} + "
@@ -175,14 +175,7 @@ def _gen_sender_kernel(spec: ConvSpec) -> list[str]:
         for m1 in range(b.d):
             body(1, f"tl.store(out_ptr + node * {spec.in_dim} + {b.offset + m1} + u * {b.d}, "
                     f"b{i}_{m1}, mask=mask{b.mul})")
-    src(0, "@triton.jit")
-    src(0, "def sender_kernel(g_ptr, y_ptr, w_ptr, out_ptr, rowptr_ptr, eid_ptr, nbr_ptr,")
-    src(0, "                  BLOCK_U: tl.constexpr, DTYPE: tl.constexpr):")
-    src(1, "node = tl.program_id(0).to(tl.int64)")
-    src(1, "u = tl.program_id(1) * BLOCK_U + tl.arange(0, BLOCK_U)")
-    _masks(spec, src, 1, edge_axis=False)
-    const.emit(src, 1)
-    return src.lines + body.lines
+    return _node_kernel("sender_kernel", "g_ptr", spec, const, body)
 
 
 def _gen_edge_kernel(spec: ConvSpec, need_y: bool, need_w: bool) -> list[str]:
