@@ -176,3 +176,27 @@ def test_skin_reuses_the_graph_and_changes_nothing(potential, copper):
     atoms.calc = reuse
     atoms.get_potential_energy()
     assert reuse.neighbor_list_builds == 2
+
+
+def test_committee_and_run_folders(tmp_path, ethanol):
+    from equivar.train import save_checkpoint
+
+    members = [tiny_potential(0), tiny_potential(1)]
+    for k, model in enumerate(members):
+        save_checkpoint(tmp_path / "committee" / f"member_{k}" / "best.pt", model)
+    save_checkpoint(tmp_path / "run" / "best.pt", members[0])
+    folder = EquivarCalculator(str(tmp_path / "committee"))
+    listed = EquivarCalculator(members)
+    assert len(folder.models) == 2
+    res, ref = folder.calculate_batch([ethanol])[0], listed.calculate_batch([ethanol])[0]
+    for name in ("energy", "energy_std", "forces", "forces_std"):
+        np.testing.assert_allclose(res[name], ref[name], atol=1e-12, rtol=0)
+    assert res["energy_std"] > 0
+    run = EquivarCalculator(tmp_path / "run")
+    assert len(run.models) == 1
+    assert run.get_potential_energy(ethanol.copy()) == pytest.approx(
+        EquivarCalculator(members[0]).get_potential_energy(ethanol.copy()), abs=1e-12)
+    mixed = EquivarCalculator([members[1], tmp_path / "run"])  # a list may mix both
+    assert len(mixed.models) == 2
+    with pytest.raises(ValueError, match="neither a committee"):
+        EquivarCalculator(tmp_path)

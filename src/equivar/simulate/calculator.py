@@ -68,12 +68,46 @@ def _resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
     raise ValueError(f"dtype must be None, 'float32' or 'float64', got {dtype!r}")
 
 
+def _expand(model_or_checkpoint: Any) -> list[Any]:
+    """Committee members from a model, a path (checkpoint, ``.pt2`` export, a run's or a
+    committee's output folder) or a list of these."""
+    items = (
+        list(model_or_checkpoint)
+        if isinstance(model_or_checkpoint, (list, tuple))
+        else [model_or_checkpoint]
+    )
+    members: list[Any] = []
+    for item in items:
+        if isinstance(item, (str, Path)) and Path(item).is_dir():
+            from equivar.train.committee import committee_checkpoints
+
+            members += committee_checkpoints(item)
+        else:
+            members.append(item)
+    return members
+
+
+def _dtype_of(model: torch.nn.Module) -> torch.dtype:
+    param = next(model.parameters(), None)
+    return param.dtype if param is not None else model.dtype
+
+
 def _prepare(member: Any, device: torch.device, dtype: torch.dtype | None) -> torch.nn.Module:
     """A potential in eval mode on ``device`` in ``dtype``, from a module or a checkpoint path.
 
     A module that already has the right device and dtype is used as it is (not copied); one that
     needs converting is deep-copied first, so the caller's model is never changed in place.
+    Exported potentials (``.pt2``) run as exported: their device and dtype cannot change.
     """
+    from equivar.train.export import ExportedPotential, load_exported
+
+    if isinstance(member, (str, Path)) and Path(member).suffix == ".pt2":
+        member = load_exported(member)
+    if isinstance(member, ExportedPotential):
+        if dtype is not None and dtype != member.dtype:
+            raise ValueError(f"an exported potential runs in the dtype it was exported in "
+                             f"({member.dtype}), not {dtype}; export it again with --dtype")
+        return member.eval()
     if isinstance(member, (str, Path)):
         model = _load_checkpoint(member, dtype)
     elif isinstance(member, torch.nn.Module):
@@ -105,10 +139,14 @@ class EquivarCalculator(Calculator):
 
     Args:
         model_or_checkpoint: a potential (e.g. ``build("potential", ...)``), the path of a
-            checkpoint, or a list of these (a committee; members may differ in cutoff).
+            checkpoint, of an exported ``.pt2`` (:func:`equivar.train.export.export_model`), of
+            a training run's folder (its ``best.pt``) or of a committee's folder (every
+            ``member_k/best.pt``, see ``equivar train --committee``), or a list of these (a
+            committee; members may differ in cutoff).
         device: ``"auto"`` (CUDA when available, else CPU; default), ``"cpu"``, ``"cuda:0"``...
         dtype: ``"float32"``/``"float64"``; default None keeps each model's own dtype.
-            Checkpoints are rebuilt in ``dtype``; modules are copied and cast.
+            Checkpoints are rebuilt in ``dtype``; modules are copied and cast; exported
+            potentials run on the device and in the dtype they were exported for.
         skin: neighbour-list skin (Angstrom). 0 (default) rebuilds the graph at every call; with
             ``skin > 0`` the graph is built at ``cutoff + skin`` and reused while no atom has
             moved more than ``skin / 2`` and the cell, pbc and atomic numbers are unchanged
@@ -140,11 +178,7 @@ class EquivarCalculator(Calculator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        members = (
-            list(model_or_checkpoint)
-            if isinstance(model_or_checkpoint, (list, tuple))
-            else [model_or_checkpoint]
-        )
+        members = _expand(model_or_checkpoint)
         if not members:
             raise ValueError("model_or_checkpoint is an empty list: a committee needs members")
         if not (isinstance(skin, (int, float)) and np.isfinite(skin) and skin >= 0):
@@ -152,7 +186,7 @@ class EquivarCalculator(Calculator):
         self.device = _resolve_device(device)
         wanted = _resolve_dtype(dtype)
         self.models = [_prepare(m, self.device, wanted) for m in members]
-        dtypes = {next(m.parameters()).dtype for m in self.models}
+        dtypes = {_dtype_of(m) for m in self.models}
         if len(dtypes) > 1:
             raise ValueError(f"committee members have different dtypes {dtypes}; pass dtype=...")
         self.dtype = dtypes.pop()

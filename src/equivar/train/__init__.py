@@ -1,4 +1,5 @@
-"""Training: ``fit(config)``, typed configs, losses and metrics, EMA, checkpoints.
+"""Training: ``fit(config)``, typed configs, losses and metrics, EMA, checkpoints, fine-tuning,
+committees and export for deployment.
 
 Names are resolved lazily, so ``import equivar.train`` does no work.
 """
@@ -16,6 +17,12 @@ _WHERE = {
     "load_checkpoint": "checkpoint",
     "save_checkpoint": "checkpoint",
     "ExponentialMovingAverage": "ema",
+    "export_model": "export",
+    "load_exported": "export",
+    "ExportedPotential": "export",
+    "fit_committee": "committee",
+    "CommitteeModel": "committee",
+    "finetune_model": "finetune",
 }
 
 __all__ = sorted(_WHERE)

@@ -1,17 +1,47 @@
-"""``equivar train`` and ``equivar evaluate`` (parsing only; the work is in equivar.train)."""
+"""``equivar train``, ``equivar evaluate`` and ``equivar export`` (parsing only; the work is in
+equivar.train)."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def _train(args: argparse.Namespace) -> int:
     from equivar.train import fit, load_config
 
     config = load_config(args.config, args.overrides)
+    if args.committee is not None:
+        if args.committee < 1:
+            raise ValueError(f"--committee must be >= 1, got {args.committee}")
+        config.committee = args.committee
     result = fit(config, resume=args.resume)
     if result.get("checkpoint"):  # rank 0 only, under torchrun
         print(f"best checkpoint: {result['checkpoint']}")
+    if result.get("members"):
+        print(f"committee of {len(result['members'])} in {result['output']} (pass the folder to "
+              "EquivarCalculator or equivar md)")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from equivar.train.export import export_model, read_metadata
+
+    out = Path(args.out) if args.out else Path(args.checkpoint).with_suffix(".pt2")
+    try:
+        path = export_model(args.checkpoint, out, example=args.example, dtype=args.dtype,
+                            aoti=args.aoti)
+    except RuntimeError as err:  # tracing/compilation failures: the message says which step
+        print(f"equivar export: error: {err}", file=sys.stderr)
+        return 1
+    meta = read_metadata(path)
+    errors = ", ".join(f"{k} {v:.1e}" for k, v in meta["check"].items())
+    kind = "torch.export program + AOTInductor build" if meta["aoti"] else "torch.export program"
+    print(f"exported {args.checkpoint} -> {path} ({kind}, {meta['dtype']}, species "
+          f"{meta['species']}, cutoff {meta['cutoff']} A)\nmax |exported - eager| on the example: "
+          f"{errors}\nload with equivar.train.export.load_exported({str(path)!r})")
     return 0
 
 
@@ -47,7 +77,27 @@ def add_commands(sub) -> None:
                        help="e.g. epochs=10 optim.lr=1e-3 data.batch_size=16")
     train.add_argument("--resume", action="store_true",
                        help="continue the run in the config's output folder")
+    train.add_argument("--committee", type=int, metavar="N",
+                       help="train N members with seeds seed..seed+N-1 into OUTPUT/member_k/ "
+                       "(same as committee=N)")
     train.set_defaults(func=_train)
+
+    export = sub.add_parser(
+        "export", help="export a potential with torch.export (no TorchScript)",
+        description="Export a checkpoint's energy, forces and stress (derivatives included) as "
+        "a self-contained torch.export program in one .pt2 file, for any number of atoms. "
+        "The program is checked against the eager model before it is written.",
+    )
+    export.add_argument("checkpoint", help="a potential's checkpoint (e.g. best.pt)")
+    export.add_argument("-o", "--out", help="output .pt2 (default: CHECKPOINT with .pt2)")
+    export.add_argument("--example", metavar="STRUCTURE",
+                        help="structure file to trace with (default: a small random molecule)")
+    export.add_argument("--dtype", choices=["float32", "float64"],
+                        help="precision of the program (default: the checkpoint's)")
+    export.add_argument("--aoti", action="store_true",
+                        help="also compile it with AOTInductor into the same file (needs a C++ "
+                        "compiler; about a minute; runs only on CPUs like this one)")
+    export.set_defaults(func=_export)
 
     ev = sub.add_parser(
         "evaluate", help="metrics of a checkpoint on a data file",

@@ -107,6 +107,14 @@ class TrainConfig:
         checkpoint_every: also write the resumable checkpoint every N optimiser steps (0: only
             at the end of each epoch).
         progress: show a progress bar.
+        init_from: fine-tune: start from this checkpoint's model and weights (its architecture
+            and statistics are kept; see :mod:`equivar.train.finetune`). Empty: a new model.
+        freeze: glob patterns of parameter names (e.g. ``"backbone.*"``) to keep fixed: they
+            are left out of the optimiser and stay bit-identical. Each must match a parameter.
+        reset: glob patterns of state names (e.g. ``"readout.*"``) re-initialised after loading
+            ``init_from``; ``"scale_shift.*"`` refits the energy shifts/scale to the new data.
+        committee: train this many members with seeds ``seed, seed + 1, ...`` (initial weights
+            and batch order) into ``output/member_k/`` (see :mod:`equivar.train.committee`).
     """
 
     data: DataConfig = field(default_factory=DataConfig)
@@ -121,6 +129,10 @@ class TrainConfig:
     seed: int = 0
     checkpoint_every: int = 0
     progress: bool = True
+    init_from: str = ""
+    freeze: list[str] = field(default_factory=list)
+    reset: list[str] = field(default_factory=list)
+    committee: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -169,6 +181,12 @@ def _coerce(value: Any, hint: Any, name: str) -> Any:
         raise ValueError(f"config key {name!r} must be a string, got {value!r}")
     if typing.get_origin(hint) is dict and not isinstance(value, dict):
         raise ValueError(f"config key {name!r} must be a mapping, got {value!r}")
+    if typing.get_origin(hint) is list:
+        if isinstance(value, str):  # one pattern written without brackets
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ValueError(f"config key {name!r} must be a list of strings, got {value!r}")
+        return list(value)
     return value
 
 
@@ -188,6 +206,11 @@ def _check(config: TrainConfig) -> TrainConfig:
             raise ValueError(f"{name} must be >= 1, got {getattr(obj, attr)}")
     if not 0 <= config.data.valid_fraction < 1 or not 0 <= config.data.test_fraction < 1:
         raise ValueError("data.valid_fraction and data.test_fraction must be in [0, 1)")
+    if config.committee < 1:
+        raise ValueError(f"committee must be >= 1 (members), got {config.committee}")
+    if config.reset and not config.init_from:
+        raise ValueError(f"reset {config.reset} re-initialises parts of a loaded checkpoint: "
+                         "it needs init_from")
     return config
 
 
@@ -212,8 +235,8 @@ def _set_dotted(values: dict[str, Any], dotted: str) -> None:
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple = ()) -> TrainConfig:
     """Load a YAML config (``yaml.safe_load``) and apply ``a.b=c`` overrides (values in YAML).
 
-    Relative data paths are taken relative to the config file's folder when they exist there,
-    else relative to the working directory.
+    Relative data paths (and ``init_from``) are taken relative to the config file's folder when
+    they exist there, else relative to the working directory.
 
     Example:
         >>> cfg = load_config(None, ["data.train=x.extxyz", "optim.lr=1e-3"])
@@ -233,8 +256,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple = (
         _set_dotted(values, item)
     config = config_from_dict(values)
     if base is not None:
-        for name in ("train", "valid", "test"):
-            p = getattr(config.data, name)
+        for obj, name in ((config.data, "train"), (config.data, "valid"), (config.data, "test"),
+                          (config, "init_from")):
+            p = getattr(obj, name)
             if p and not Path(p).is_absolute() and (base / p).exists() and not Path(p).exists():
-                setattr(config.data, name, str(base / p))
+                setattr(obj, name, str(base / p))
     return config

@@ -125,6 +125,10 @@ def fit(config, *, resume: bool = False) -> dict[str, Any]:
     loss; load with :func:`equivar.train.load_checkpoint`), ``log.csv``, ``config.yaml``,
     ``test_predictions.npz``, ``learning_curves.png``, ``parity.png``.
 
+    Fine-tuning (``init_from``, ``freeze``, ``reset``) is described in
+    :mod:`equivar.train.finetune`; ``committee: N`` trains N members instead (returning
+    :func:`equivar.train.committee.fit_committee`'s result).
+
     Args:
         config: a :class:`TrainConfig`, a mapping, or a YAML path.
         resume: continue from ``checkpoint_last.pt`` in the output folder. A run killed at any
@@ -136,8 +140,13 @@ def fit(config, *, resume: bool = False) -> dict[str, Any]:
     """
     from equivar.data import compute_statistics
     from equivar.models import build
+    from equivar.train.finetune import finetune_model, freeze_parameters
 
     config = _resolve_config(config)
+    if config.committee > 1:
+        from equivar.train.committee import fit_committee
+
+        return fit_committee(config, resume=resume)
     rank, world = dist.setup()
     device = dist.device_for_rank(_device(config.device))
     dtype, autocast = _precision(config.precision, device)
@@ -151,11 +160,25 @@ def fit(config, *, resume: bool = False) -> dict[str, Any]:
     torch.manual_seed(config.seed)
     train, valid, test = _datasets(config, dtype)
     stats = compute_statistics(train)
-    options = {"cutoff": config.data.cutoff, "statistics": stats, "dtype": dtype,
-               **config.model.options}
-    model = build(config.model.name, **options).to(device)
+    summary = ""
+    if config.init_from:
+        model, summary = finetune_model(config, train, stats, dtype)
+    else:
+        options = {"cutoff": config.data.cutoff, "statistics": stats, "dtype": dtype,
+                   **config.model.options}
+        model = build(config.model.name, **options)
+    model = model.to(device)
+    frozen = freeze_parameters(model, config.freeze)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    if not trainable:
+        raise ValueError(f"freeze {config.freeze} matches every parameter: nothing to train")
+    if rank == 0 and (config.init_from or frozen):
+        n_all = sum(p.numel() for p in model.parameters())
+        n_train = sum(p.numel() for p in trainable)
+        print(f"{summary or 'training'}: {n_train} of {n_all} parameters trainable"
+              + (f" ({len(frozen)} tensors frozen: {', '.join(config.freeze)})" if frozen else ""))
     weights = loss_weights(config.loss)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.optim.lr,
+    optimizer = torch.optim.AdamW(trainable, lr=config.optim.lr,
                                   weight_decay=config.optim.weight_decay)
     steps_per_epoch = math.ceil(len(train) / config.data.batch_size)
     lr = LearningRate(config.optim, steps_per_epoch * config.epochs)
@@ -213,6 +236,7 @@ def fit(config, *, resume: bool = False) -> dict[str, Any]:
             optimizer.step()
             if ema is not None:
                 ema.update(model)
+                _pin_frozen(ema, model, frozen)
             losses.append(float(loss.detach()))
             state["step"] += 1
             state["step_in_epoch"] = s + 1
@@ -258,6 +282,14 @@ def fit(config, *, resume: bool = False) -> dict[str, Any]:
         result.update(_finish(out_dir, test, config, device))
     dist.teardown(world)
     return result
+
+
+@torch.no_grad()
+def _pin_frozen(ema: ExponentialMovingAverage, model: nn.Module, frozen: list[str]) -> None:
+    """Frozen parameters' averages are their exact values (``d*v + (1-d)*v`` may round)."""
+    params = dict(model.named_parameters())
+    for name in frozen:
+        ema.shadow[name].copy_(params[name])
 
 
 def _append_csv(path: Path, record: dict) -> None:
