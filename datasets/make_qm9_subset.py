@@ -12,8 +12,9 @@ U0 (eV) so a potential can train on it; ``ase.io.read`` turns it into a SinglePo
 result.
 
 qm9pack 1.0.3 imports ``pkg_resources`` at import time, which recent setuptools no longer ship, so
-this script reads qm9pack's CSV files directly (located without importing the package) and
-reproduces ``get_data()``'s concatenate-and-merge with pandas, which qm9pack itself depends on.
+its CSV files are read directly (located without importing the package) by
+``equivar.data.datasets.qm9.load_table``, which reproduces ``get_data()``'s concatenate-and-merge
+with pandas (a qm9pack dependency); the column names, units and checks come from that module too.
 
 Regenerate (from the repository root):  python3 datasets/make_qm9_subset.py
 """
@@ -23,7 +24,6 @@ from __future__ import annotations
 import argparse
 import ast
 import importlib.metadata
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -31,67 +31,18 @@ from ase import Atoms
 from ase.io import read, write
 from ase.units import Hartree
 
+from equivar.data.datasets.qm9 import (
+    ALLOWED_ELEMENTS,
+    ENERGY_COLUMNS,
+    PLAIN_COLUMNS,
+    check_units,
+    load_table,
+)
+
 HERE = Path(__file__).resolve().parent
 DEFAULT_OUT = HERE / "qm9_100.extxyz"
 DEFAULT_SEED = 0
 DEFAULT_N = 100
-
-# QM9 raw-unit columns of qm9pack -> (info key, factor to the unit we store).
-ENERGY_COLUMNS = {  # hartree -> eV
-    "InternalEnergy_0K_au": "U0",
-    "InternalEnergy_298K_au": "U",
-    "Enthalphy_298K_au": "H",  # (sic: qm9pack's spelling)
-    "GibbsFreeEnergy_298K_au": "G",
-    "HOMO_au": "homo",
-    "LUMO_au": "lumo",
-    "HOMO_LUMO_gap_au": "gap",
-    "ZPVE_au": "zpve",
-}
-PLAIN_COLUMNS = {  # kept in QM9's own unit
-    "Dipole_debye": "mu",  # debye, magnitude |mu| only
-    "Polarizability_bohr3": "alpha",  # bohr^3, isotropic (trace / 3)
-    "R2_bohr2": "r2",  # bohr^2, electronic spatial extent <R^2>
-    "Heatcapacity_Cv_cal_mol_K": "cv",  # cal/(mol K) at 298.15 K
-    "RotA_GHz": "rot_A",  # GHz
-    "RotB_GHz": "rot_B",
-    "RotC_GHz": "rot_C",
-}
-ALLOWED_ELEMENTS = {"H", "C", "N", "O", "F"}
-# Known value used to check the unit assumption: QM9 molecule 1 (methane), U0 in hartree.
-METHANE_U0_HARTREE = -40.478930
-
-
-def qm9pack_data_dir() -> Path:
-    """Folder holding qm9pack's CSV files, found without importing qm9pack."""
-    spec = importlib.util.find_spec("qm9pack")
-    if spec is None or not spec.submodule_search_locations:
-        raise SystemExit("qm9pack is not installed: pip install qm9pack")
-    return Path(list(spec.submodule_search_locations)[0]) / "data"
-
-
-def load_qm9_table():
-    """The table ``qm9pack.get_data()`` returns, built the same way from the same files."""
-    import pandas as pd
-
-    folder = qm9pack_data_dir()
-    parts = [pd.read_csv(folder / f"qm9_part{i}.csv") for i in (1, 2, 3)]
-    table = pd.concat(parts, ignore_index=True)
-    polar = pd.read_csv(folder / "qm9_polarizability.csv")
-    table = pd.merge(table, polar, on="XYZ_file", how="inner")
-    if not table["Index"].is_monotonic_increasing:
-        raise RuntimeError("qm9pack rows are not sorted by QM9 index; selection would change")
-    return table
-
-
-def check_units(table) -> None:
-    """Fail loudly if qm9pack's energies are not in hartree (QM9's raw unit)."""
-    first = table.iloc[0]
-    if int(first["Index"]) != 1 or first["SMILES"] != "C":
-        raise RuntimeError("first qm9pack row is not QM9 molecule 1 (methane)")
-    if abs(float(first["InternalEnergy_0K_au"]) - METHANE_U0_HARTREE) > 1e-6:
-        raise RuntimeError("methane U0 does not match -40.478930 Ha: units changed?")
-    if (table["Dipole_debye"] < 0).any():
-        raise RuntimeError("negative dipole: qm9pack mu is expected to be a magnitude")
 
 
 def row_to_atoms(row, row_position: int) -> Atoms:
@@ -101,7 +52,7 @@ def row_to_atoms(row, row_position: int) -> Atoms:
     n = int(row["N_atoms"])
     if not (len(symbols) == n == len(positions) == len(charges)):
         raise RuntimeError(f"inconsistent atom count in {row['XYZ_file']}")
-    if not set(symbols) <= ALLOWED_ELEMENTS:
+    if not set(symbols) <= set(ALLOWED_ELEMENTS):
         raise RuntimeError(f"unexpected element in {row['XYZ_file']}: {set(symbols)}")
 
     atoms = Atoms(symbols=symbols, positions=positions, pbc=False)
@@ -146,7 +97,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output extxyz path")
     args = parser.parse_args(argv)
 
-    table = load_qm9_table()
+    table = load_table()
     check_units(table)
     rng = np.random.default_rng(args.seed)
     rows = np.sort(rng.choice(len(table), size=args.n, replace=False))
