@@ -336,9 +336,17 @@ def assemble(chunks: list[dict], source: dict, args: argparse.Namespace, meta: d
     )
 
 
-def metadata(args: argparse.Namespace, source: dict) -> dict:
-    import pyscf
+def pyscf_version() -> str:
+    """pyscf's version without importing it (the resume logic runs, and is tested, without it)."""
+    from importlib.metadata import PackageNotFoundError, version
 
+    try:
+        return version("pyscf")
+    except PackageNotFoundError:
+        return "not installed"
+
+
+def metadata(args: argparse.Namespace, source: dict) -> dict:
     return {
         "dataset": "ethanol_dft",
         "description": "MD17-style GFN2-xTB ethanol MD frames (500 K) relabelled by pyscf",
@@ -358,7 +366,7 @@ def metadata(args: argparse.Namespace, source: dict) -> dict:
         "force_rounding": "2^-14 eV/Angstrom",
         "constants": {"hartree_ev": HARTREE_EV, "bohr_angstrom": BOHR_ANGSTROM},
         "versions": {
-            "pyscf": pyscf.__version__,
+            "pyscf": pyscf_version(),
             "numpy": np.__version__,
             "python": platform.python_version(),
             "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
@@ -396,15 +404,13 @@ def main(argv: list[str] | None = None) -> None:
     if args.work_dir is None:
         args.work_dir = DEFAULT_WORK / args.method
 
-    import pyscf
-
     source = load_source(args.source)
     n_source = len(source["E"])
     if not 0 < args.frames <= n_source:
         parser.error(f"--frames must be in 1..{n_source}")
     tag = json.dumps(settings(args), sort_keys=True)
     print(
-        f"pyscf {pyscf.__version__}, numpy {np.__version__}, python {platform.python_version()}, "
+        f"pyscf {pyscf_version()}, numpy {np.__version__}, python {platform.python_version()}, "
         f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}; {tag}",
         flush=True,
     )
