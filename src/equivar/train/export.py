@@ -296,7 +296,7 @@ def export_model(
         loaded = _read(buffer, "aoti", label=str(path))
         for inputs, ref in eager:
             _check("AOTInductor build", _max_errors(loaded.program(*inputs), ref), ref, dtype)
-    _atomic_write(buffer.getvalue(), path)
+    _write_bytes(buffer.getvalue(), path)
     return path
 
 
@@ -320,23 +320,6 @@ def _compile_aoti(program, meta: dict[str, Any]) -> list:
         raise RuntimeError(f"AOTInductor returned {type(files).__name__}, not a file list; this "
                            "torch version cannot package it")
     return files
-
-
-def _atomic_write(data: bytes, path: Path) -> None:
-    import tempfile
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _plain(value: Any) -> Any:
@@ -507,3 +490,10 @@ def load_exported(path: str | os.PathLike, *, backend: str = "auto") -> Exported
     if not path.is_file():
         raise FileNotFoundError(f"exported model {str(path)!r} does not exist")
     return _read(str(path), backend, label=str(path))
+
+
+def _write_bytes(data: bytes, path: Path) -> None:
+    from equivar.train.checkpoint import atomic_write
+
+    atomic_write(path, lambda fh: fh.write(data))
+
