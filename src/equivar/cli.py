@@ -9,6 +9,20 @@ import time
 from collections.abc import Sequence
 
 
+def _backend_line(model) -> str:
+    """Which convolution backend runs here, and why each other one cannot."""
+    from equivar.kernels import availability
+
+    conv = model.backbone.blocks[0].conv
+    status = availability()
+    if status["triton"][0]:
+        status["triton"] = (True, "installed (runs on CUDA; on CPU only with TRITON_INTERPRET=1)")
+    notes = [f"{name}: {why or ('available' if ok else 'unavailable')}"
+             for name, (ok, why) in status.items() if name != "e3nn"]
+    return (f"convolution backend: {conv.backend} -> {conv.resolved_backend()} "
+            f"({'; '.join(notes)})")
+
+
 def _check(args: argparse.Namespace) -> int:
     import torch
     from torch_geometric.data import Batch
@@ -28,7 +42,8 @@ def _check(args: argparse.Namespace) -> int:
     model.eval()
     print(f"equivar check: untrained potential (preset {args.preset}, cutoff {args.cutoff} A, "
           f"{sum(p.numel() for p in model.parameters())} parameters, {args.dtype}) "
-          f"for species {species}\n")
+          f"for species {species}")
+    print(_backend_line(model) + "\n")
     header = (f"{'file':<28} {'structs':>7} {'atoms':>6} {'ms/struct':>9} {'rotation':>9} "
               f"{'inversion':>9} {'translat.':>9} {'permut.':>9} {'forces-FD':>9} {'loop':>9}")
     print(header)
