@@ -44,7 +44,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 DEFAULT_OUT = HERE / "emt_metals.npz"
 sys.path.insert(0, str(HERE))
-from make_ethanol_dft import write_npz  # noqa: E402  (compressed npz, JSON metadata comment)
+from make_md17_xtb import write_npz  # noqa: E402  (compressed npz, JSON metadata comment)
 
 #: name -> (elements, fractions, cubic lattice constant in Angstrom)
 SYSTEMS = {

@@ -65,7 +65,6 @@ import hashlib  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
 import sys  # noqa: E402
-import tempfile  # noqa: E402
 import time  # noqa: E402
 import zipfile  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -74,6 +73,9 @@ import numpy as np  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+from make_md17_xtb import write_npz  # noqa: E402  (npz with fixed timestamps + JSON comment)
+
 DEFAULT_SOURCE = HERE / "md17_xtb" / "ethanol.npz"
 DEFAULT_OUT = HERE / "ethanol_dft.npz"
 DEFAULT_WORK = ROOT / "build" / "ethanol_dft_chunks"
@@ -86,32 +88,8 @@ AUXBASIS = "def2-universal-jkfit"
 
 
 # --------------------------------------------------------------------------------------------
-# npz with a JSON comment (shared with make_emt_metals.py)
+# metadata of npz files written by make_md17_xtb.write_npz (JSON in the zip comment)
 # --------------------------------------------------------------------------------------------
-def write_npz(path: Path, arrays: dict, metadata: dict | None = None) -> None:
-    """A compressed ``.npz`` with fixed zip timestamps (same arrays, same bytes) and ``metadata``
-    as JSON in the zip comment; written to a temporary file in the same folder, then renamed."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle, zipfile.ZipFile(handle, "w") as archive:
-            for key, value in arrays.items():
-                info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-                info.compress_type = zipfile.ZIP_DEFLATED
-                info.external_attr = 0o644 << 16
-                with archive.open(info, "w", force_zip64=True) as member:
-                    np.lib.format.write_array(member, np.asanyarray(value), allow_pickle=False)
-            if metadata is not None:
-                archive.comment = json.dumps(metadata, sort_keys=True).encode()
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def read_metadata(path: str | os.PathLike) -> dict:
     """The provenance JSON stored in the zip comment of a file written by :func:`write_npz`."""
     with zipfile.ZipFile(path) as archive:

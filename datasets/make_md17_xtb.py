@@ -437,12 +437,15 @@ def generate(name: str, args: argparse.Namespace) -> dict:
     return {"arrays": arrays, "stats": stats}
 
 
-def write_npz(path: Path, arrays: dict) -> None:
+def write_npz(path: Path, arrays: dict, metadata: dict | None = None) -> None:
     """A compressed ``.npz`` (what ``numpy.savez_compressed`` writes, ``numpy.load`` reads) with
-    fixed zip timestamps, so the same arrays give the same bytes; written to a temporary file in
-    the same folder, then renamed."""
+    fixed zip timestamps, so the same arrays give the same bytes, and ``metadata`` (if given) as
+    JSON in the zip comment; written to a temporary file in the same folder, then renamed. Also
+    used by make_ethanol_dft.py and make_emt_metals.py."""
+    import json
     import zipfile
 
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
     try:
@@ -453,6 +456,8 @@ def write_npz(path: Path, arrays: dict) -> None:
                 info.external_attr = 0o644 << 16
                 with archive.open(info, "w", force_zip64=True) as member:
                     np.lib.format.write_array(member, np.asanyarray(value), allow_pickle=False)
+            if metadata is not None:
+                archive.comment = json.dumps(metadata, sort_keys=True).encode()
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
