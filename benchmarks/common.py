@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "budgeted_training",
     "hardware",
     "median_time",
     "print_table",
@@ -192,3 +193,70 @@ def standard_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="PATH", default=None, help="also write the rows as JSON")
     p.add_argument("--quick", action="store_true", help="smaller sizes, for CI and smoke tests")
     return p
+
+
+def budgeted_training(
+    model: Any,
+    frames: Any,
+    loss_fn: Callable[[Any, Any], Any],
+    *,
+    lr: float,
+    batch_size: int,
+    warmup: int,
+    seed: int,
+    device: Any,
+    minutes: float = 0.0,
+    epochs: int = 0,
+):
+    """The training loop the accuracy benchmarks share, so every model gets the same one: AdamW
+    (no weight decay), linear warm-up then cosine decay over the budget, gradient clipping at 10,
+    an EMA of the weights (0.99), shuffled batches of ``frames`` from ``seed``.
+
+    The budget is ``minutes`` of training steps (process CPU time on a CPU, so other jobs on a
+    shared machine do not change it; wall time on CUDA) and/or ``epochs`` (0: no limit).
+
+    Yields ``(step, seconds, epoch_done, ema)`` after every optimiser step; ``epoch_done`` is
+    True at the end of an epoch and at the last step. ``loss_fn(model, batch)`` returns the loss.
+    """
+    import math
+
+    import torch
+    from torch_geometric.data import Batch
+
+    from equivar.train import ExponentialMovingAverage
+
+    g = torch.Generator().manual_seed(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    ema = ExponentialMovingAverage(model, 0.99)
+    budget = minutes * 60 if minutes > 0 else math.inf
+    max_epochs = epochs if epochs > 0 else math.inf
+    steps_per_epoch = math.ceil(len(frames) / batch_size)
+    clock = time.process_time if device.type == "cpu" else time.perf_counter
+    seconds, step, epoch = 0.0, 0, 0
+    model.train()
+    while epoch < max_epochs and seconds < budget:
+        order = torch.randperm(len(frames), generator=g).tolist()
+        for s in range(steps_per_epoch):
+            t0 = clock()
+            progress = min(max(seconds / budget, step / (max_epochs * steps_per_epoch)), 1.0)
+            warm = min(1.0, (step + 1) / warmup)
+            for group in opt.param_groups:
+                group["lr"] = lr * warm * 0.5 * (1 + math.cos(math.pi * progress))
+            idx = order[s * batch_size : (s + 1) * batch_size]
+            batch = Batch.from_data_list([frames[i] for i in idx]).to(device)
+            loss = loss_fn(model, batch)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+            opt.step()
+            ema.update(model)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            step += 1
+            seconds += clock() - t0
+            done = seconds >= budget
+            yield step, seconds, done or s == steps_per_epoch - 1, ema
+            if done:
+                break
+        epoch += 1
+

@@ -70,7 +70,7 @@ from torch import nn
 from torch_geometric.data import Batch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import print_table, standard_parser, write_json  # noqa: E402
+from common import budgeted_training, print_table, standard_parser, write_json  # noqa: E402
 from qm9 import PYG_SIZES, InteractionGraph, PygModel, pure_torch_dimenet  # noqa: E402
 
 from equivar.data.datasets.md17 import MOLECULES, TRAIN_SIZES, load_md17  # noqa: E402
@@ -164,50 +164,32 @@ def errors(model, frames, batch_size: int, weights, device) -> dict[str, float]:
 
 def train(model, train_frames, valid_frames, lr: float, args, device) -> dict:
     """Train under the budget; leave ``model`` at its best validated EMA; return the counts."""
-    from equivar.train import ExponentialMovingAverage
     from equivar.train.config import LossConfig
     from equivar.train.losses import total_loss
 
     loss_config = LossConfig(energy=args.loss_weights[0], forces=args.loss_weights[1])
     weights = {"energy": loss_config.energy, "forces": loss_config.forces}
-    g = torch.Generator().manual_seed(args.seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
-    ema = ExponentialMovingAverage(model, 0.99)
     budget = args.minutes * 60
     checks = [budget * (k + 1) / args.checks for k in range(args.checks)]
+
+    def loss_fn(model, batch):
+        return total_loss(model(batch), batch, weights, loss_config)[0]
+
+    step, seconds, best, best_state, shadow = 0, 0.0, math.inf, None, None
+    for step, seconds, _, ema in budgeted_training(  # noqa: B007 (both read after the loop)
+        model, train_frames, loss_fn, lr=lr, batch_size=args.batch_size, warmup=args.warmup,
+        seed=args.seed, device=device, minutes=args.minutes,
+    ):  # fmt: skip
+        shadow = ema.shadow
+        if checks and seconds >= checks[0]:
+            while checks and seconds >= checks[0]:
+                checks.pop(0)
+            with ema.swapped(model):
+                value = errors(model, valid_frames, args.eval_batch_size, weights, device)
+            if value["loss"] < best:  # NaN (diverged) never wins
+                best, best_state = value["loss"], copy.deepcopy(ema.shadow)
+    model.load_state_dict(best_state if best_state is not None else shadow)
     steps_per_epoch = math.ceil(len(train_frames) / args.batch_size)
-    clock = time.process_time if device.type == "cpu" else time.perf_counter
-    seconds, step, best, best_state, n_checks = 0.0, 0, math.inf, None, 0
-    model.train()
-    while seconds < budget:
-        order = torch.randperm(len(train_frames), generator=g).tolist()
-        for s in range(steps_per_epoch):
-            t0 = clock()
-            warm = min(1.0, (step + 1) / args.warmup)
-            for group in opt.param_groups:
-                group["lr"] = lr * warm * 0.5 * (1 + math.cos(math.pi * min(seconds / budget, 1)))
-            idx = order[s * args.batch_size : (s + 1) * args.batch_size]
-            batch = Batch.from_data_list([train_frames[i] for i in idx]).to(device)
-            out = model(batch)
-            loss, _ = total_loss(out, batch, weights, loss_config)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
-            opt.step()
-            ema.update(model)
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            step += 1
-            seconds += clock() - t0
-            if n_checks < len(checks) and seconds >= checks[n_checks]:
-                n_checks += 1
-                with ema.swapped(model):
-                    value = errors(model, valid_frames, args.eval_batch_size, weights, device)
-                if value["loss"] < best:  # NaN (diverged) never wins
-                    best, best_state = value["loss"], copy.deepcopy(ema.shadow)
-            if seconds >= budget:
-                break
-    model.load_state_dict(best_state if best_state is not None else ema.shadow)
     return {"steps": step, "epochs": round(step / steps_per_epoch, 1),
             "train_s": round(seconds, 1), "valid_loss": best}  # fmt: skip
 

@@ -56,12 +56,11 @@ from torch import nn
 from torch_geometric.data import Batch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import print_table, standard_parser, write_json  # noqa: E402
+from common import budgeted_training, print_table, standard_parser, write_json  # noqa: E402
 
 from equivar.data import radius_graph  # noqa: E402
 from equivar.data.datasets.qm9 import TARGETS, qm9  # noqa: E402
 from equivar.models import build  # noqa: E402
-from equivar.train import ExponentialMovingAverage  # noqa: E402
 
 SPECIES = (1, 6, 7, 8, 9)
 DEBYE = 0.20819433622621247  # e*Angstrom per debye (ase.units.Debye)
@@ -293,43 +292,23 @@ def mae(model, dataset, target: str, batch_size: int, device) -> float:
 
 def fit(model, train, valid, target: str, scale: float, lr: float, args, device) -> dict:
     """Train under the budget; return timings and leave ``model`` at its best validated EMA."""
-    g = torch.Generator().manual_seed(args.seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
-    ema = ExponentialMovingAverage(model, 0.99)
-    budget = args.minutes * 60 if args.minutes > 0 else math.inf
-    epochs = args.epochs if args.epochs > 0 else math.inf
-    steps_per_epoch = math.ceil(len(train) / args.batch_size)
-    seconds, step, epoch, best, best_state = 0.0, 0, 0, math.inf, None
-    clock = time.process_time if device.type == "cpu" else time.perf_counter
-    while epoch < epochs and seconds < budget:
-        order = torch.randperm(len(train), generator=g).tolist()
-        for s in range(steps_per_epoch):
-            t0 = clock()
-            progress = max(seconds / budget, step / (epochs * steps_per_epoch))
-            warm = min(1.0, (step + 1) / args.warmup)
-            for group in opt.param_groups:
-                group["lr"] = lr * warm * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
-            idx = order[s * args.batch_size : (s + 1) * args.batch_size]
-            batch = Batch.from_data_list([train[i] for i in idx]).to(device)
-            loss = (model(batch) - batch[target].reshape(-1)).abs().mean() / scale
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
-            opt.step()
-            ema.update(model)
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            step += 1
-            seconds += clock() - t0
-            if seconds >= budget:
-                break
-        epoch += 1
-        with ema.swapped(model):
-            value = mae(model, valid, target, args.eval_batch_size, device)
-            if value < best:
-                best, best_state = value, copy.deepcopy(model.state_dict())
+
+    def loss_fn(model, batch):
+        return (model(batch) - batch[target].reshape(-1)).abs().mean() / scale
+
+    step, seconds, best, best_state = 0, 0.0, math.inf, None
+    for step, seconds, epoch_done, ema in budgeted_training(  # noqa: B007 (read after the loop)
+        model, train, loss_fn, lr=lr, batch_size=args.batch_size, warmup=args.warmup,
+        seed=args.seed, device=device, minutes=args.minutes, epochs=args.epochs,
+    ):  # fmt: skip
+        if epoch_done:
+            with ema.swapped(model):
+                value = mae(model, valid, target, args.eval_batch_size, device)
+                if value < best:
+                    best, best_state = value, copy.deepcopy(model.state_dict())
     if best_state is not None:  # None only if every validation was NaN (diverged)
         model.load_state_dict(best_state)
+    steps_per_epoch = math.ceil(len(train) / args.batch_size)
     return {"steps": step, "epochs": round(step / steps_per_epoch, 2),
             "train_s": round(seconds, 1), "valid_mae": best}  # fmt: skip
 

@@ -150,11 +150,8 @@ class TensorProductConv(nn.Module):
         )
 
     def _backend_text(self) -> str:
-        try:
-            device = next(self.parameters()).device
-        except StopIteration:  # pragma: no cover - the module always has parameters
-            return self.backend
         with warnings.catch_warnings():  # a repr must not warn; the call will
             warnings.simplefilter("ignore")
-            used = dispatch.resolve(self.backend, device)
+            used = self.resolved_backend()
+        device = next(self.parameters()).device
         return self.backend if used == self.backend else f"{self.backend}->{used} on {device.type}"
