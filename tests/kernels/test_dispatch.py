@@ -51,8 +51,8 @@ def test_missing_package_warns_with_the_reason(monkeypatch):
     monkeypatch.setattr(triton_conv, "available", lambda: (False, "triton cannot be imported"))
     with pytest.warns(dispatch.BackendFallbackWarning, match="triton cannot be imported"):
         assert dispatch.resolve("triton", torch.device("cpu")) == "e3nn"
-    monkeypatch.setattr(dispatch, "availability",
-                        lambda: {"cuequivariance": (False, "cuequivariance_ops_torch is missing")})
+    monkeypatch.setattr(dispatch, "_cueq_available",
+                        lambda: (False, "cuequivariance_ops_torch is missing"))
     with pytest.warns(dispatch.BackendFallbackWarning, match="cuequivariance_ops_torch"):
         assert dispatch.resolve("cuequivariance", torch.device("cpu")) == "e3nn"
 

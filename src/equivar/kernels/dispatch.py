@@ -46,18 +46,20 @@ def check_backend(name: str) -> str:
     return name
 
 
+def _cueq_available() -> tuple[bool, str]:
+    try:
+        from equivar.kernels import cueq
+    except ImportError as exc:
+        return False, f"equivar.kernels.cueq: {exc}"
+    return cueq.available()
+
+
 def availability() -> dict[str, tuple[bool, str]]:
     """``{backend: (usable, reason if not)}`` on this machine, for reports and the CLI."""
     from equivar.kernels import triton_conv
 
-    status = {"e3nn": (True, ""), "triton": triton_conv.available()}
-    try:
-        from equivar.kernels import cueq
-    except ImportError as exc:
-        status["cuequivariance"] = (False, f"equivar.kernels.cueq: {exc}")
-    else:
-        status["cuequivariance"] = cueq.available()
-    return status
+    return {"e3nn": (True, ""), "triton": triton_conv.available(),
+            "cuequivariance": _cueq_available()}
 
 
 def resolve(requested: str, device: torch.device) -> str:
@@ -81,7 +83,7 @@ def resolve(requested: str, device: torch.device) -> str:
             return "e3nn"
         return "triton"
     if requested == "cuequivariance":
-        ok, why = availability()["cuequivariance"]
+        ok, why = _cueq_available()
         if not ok:
             _warn_once(f"convolution backend 'cuequivariance' requested but {why}; using e3nn")
             return "e3nn"

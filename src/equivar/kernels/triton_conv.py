@@ -337,9 +337,12 @@ def evaluate(spec: ConvSpec, slot: int, ops: list, layout: EdgeLayout) -> torch.
     n, n_edges = layout.n_nodes, layout.n_edges
     shapes = {0: (n, spec.out_dim), 1: (n, spec.in_dim), 2: (n_edges, spec.sh_dim),
               3: (n_edges, spec.weight_numel)}
-    out = torch.zeros(shapes[slot], dtype=ref.dtype, device=ref.device)
     if n == 0 or n_edges == 0:
-        return out
+        return torch.zeros(shapes[slot], dtype=ref.dtype, device=ref.device)
+    # every kernel writes every entry of its output (isolated nodes get their zero accumulators),
+    # except dT/dy, which leaves harmonic components no path reads at their zero
+    alloc = torch.zeros if slot == 2 else torch.empty
+    out = alloc(shapes[slot], dtype=ref.dtype, device=ref.device)
     mod = kernels_for(spec)
     dtype = _tl_dtype(ref.dtype)
     if slot in (0, 1):
@@ -368,9 +371,9 @@ def evaluate_edge_pair(spec: ConvSpec, g, x, y, w, layout: EdgeLayout):
     """``(dT/dy, dT/dw)`` in one pass over the edges (what a first backward needs)."""
     g, x, y, w = (t.contiguous() for t in (g, x, y, w))
     gy = torch.zeros(layout.n_edges, spec.sh_dim, dtype=g.dtype, device=g.device)
-    gw = torch.zeros(layout.n_edges, spec.weight_numel, dtype=g.dtype, device=g.device)
+    gw = torch.empty(layout.n_edges, spec.weight_numel, dtype=g.dtype, device=g.device)
     if layout.n_edges == 0 or layout.n_nodes == 0:
-        return gy, gw
+        return gy, gw.zero_()
     mod = kernels_for(spec)
     block_e, block_u, warps = _edge_launch(spec)
     grid = (-(-layout.n_edges // block_e),)
