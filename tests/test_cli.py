@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from equivar.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,3 +28,12 @@ def test_python_m_equivar_help():
     result = subprocess.run([sys.executable, "-m", "equivar", "check", "--help"],
                             capture_output=True, text=True, check=True)
     assert "rotations" in result.stdout and "--max-structures" in result.stdout
+
+
+def test_overrides_may_follow_options():
+    from equivar.cli import parse
+
+    args = parse(["train", "cfg.yaml", "epochs=5", "--committee", "4", "output=runs/c"])
+    assert args.committee == 4 and args.overrides == ["epochs=5", "output=runs/c"]
+    with pytest.raises(SystemExit):  # anything else left over is still an error
+        parse(["train", "cfg.yaml", "--committee", "4", "--no-such-flag"])
