@@ -90,8 +90,8 @@ PUBLISHED = {
 }  # fmt: skip
 SOURCES = {
     "SchNet": "Schuett et al., NeurIPS 2017, table 2 (MD17, N=1000, energy+forces)",
-    "DimeNet": "Klicpera (Gasteiger) et al., ICLR 2020, table 1 (MD17, 1000 training frames); "
-    "DimeNet++ published no MD17 table",
+    "DimeNet": "Klicpera (Gasteiger) et al., ICLR 2020, table 2 (MD17, 1000 training frames; "
+    "table 1 is QM9; benzene is the 2017 MD17 benzene); DimeNet++ published no MD17 table",
 }
 
 

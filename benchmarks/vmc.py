@@ -29,12 +29,18 @@ from common import hardware, print_table, standard_parser, versions, write_json 
 from equivar.qmc import get_system, vmc  # noqa: E402
 from equivar.qmc.statistics import format_value  # noqa: E402
 
-#: exact non-relativistic energies (hartree), as listed in BENCHMARKS.md
+#: exact non-relativistic energies (hartree), as listed in BENCHMARKS.md: He -2.903724377,
+#: Li -7.47806032 (Puchalski-Pachucki), Be -14.667356 (FermiNet's table 1 rounds it to
+#: -14.66736), H2 at R = 1.4 bohr -1.174475714, LiH at R = 3.015 bohr -8.070548
+#: (Cencek-Rychlewski; FermiNet's table 2 "exact" column)
 EXACT = {"He": -2.903724, "Li": -7.478060, "Be": -14.667356, "H2": -1.174476, "LiH": -8.070548}
-#: Hartree-Fock limits (hartree), as listed in BENCHMARKS.md
+#: Hartree-Fock limits (hartree), as listed in BENCHMARKS.md: numerical HF limits for the atoms
+#: (-2.861680, -7.432727, -14.573023), H2 at 1.4 bohr -1.133629573 (Sundholm 1988), LiH at
+#: 3.015 bohr from FermiNet's table 2 HF/CBS column
 HARTREE_FOCK = {"He": -2.86168, "Li": -7.432727, "Be": -14.573023, "H2": -1.13363,
                 "LiH": -7.98737}
-#: FermiNet (Pfau et al. 2020; 2e5 KFAC steps, batch 4096, 16 determinants)
+#: FermiNet (Pfau et al., Phys. Rev. Research 2, 033429 (2020), tables 1 (Li, Be) and 2 (LiH);
+#: 2e5 KFAC steps, batch 4096, 16 determinants); error bars 1e-5, 3e-5, 1e-5 Ha
 FERMINET = {"Li": -7.47798, "Be": -14.66733, "LiH": -8.07050}
 
 
@@ -47,6 +53,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--walkers", type=int, default=None, help="default 4096 (--quick: 256)")
     p.add_argument("--preset", default=None, choices=["S", "M", "L"],
                    help="ansatz size: default L (--quick: S)")
+    p.add_argument("--determinants", type=int, default=None,
+                   help="number of determinants (default: the preset's)")
     p.add_argument("--features", default="cartesian", choices=["cartesian", "invariant"])
     p.add_argument("--optimizer", default="sr", choices=["sr", "adam"])
     p.add_argument("--lr", type=float, default=None)
@@ -98,7 +106,10 @@ def main() -> None:
         system = get_system(name)
         options = {} if args.lr is None else {"lr": args.lr}
         start = time.perf_counter()
-        result = vmc(system, model={"preset": args.preset, "features": args.features},
+        model = {"preset": args.preset, "features": args.features}
+        if args.determinants:
+            model["n_determinants"] = args.determinants
+        result = vmc(system, model=model,
                      iterations=args.iterations, walkers=args.walkers, optimizer=args.optimizer,
                      pretrain=args.pretrain, eval_iterations=args.eval_iterations,
                      device=args.device, dtype=args.dtype, seed=args.seed,
@@ -120,7 +131,7 @@ def main() -> None:
             "tau": result.estimate.tau if result.estimate else math.nan,
             "iterations": args.iterations,
             "walkers": args.walkers,
-            "preset": args.preset,
+            "preset": args.preset + (f"/{args.determinants}det" if args.determinants else ""),
             "params": n_params,
             "train_s": result.train_time,
             "eval_s": result.eval_time,

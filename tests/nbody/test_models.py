@@ -76,3 +76,80 @@ def test_bad_options_are_named_with_suggestions():
     del batch.vel
     with pytest.raises(ValueError, match="no field 'vel'"):
         model(batch)
+
+
+DYNAMICS = dict(edge_features="coulomb", softening=0.05, carry_velocity=True)
+
+
+def test_coulomb_carry_model_is_equivariant(dtype):
+    model = build("nbody", layer="egnn", predict_velocity=True, dtype=dtype, **TINY,
+                  **DYNAMICS).eval()
+    errors = assert_equivariant(model, _batch(dtype), n_rotations=2)
+    assert set(errors) == {"pos", VELOCITIES}
+    flipped = _batch(dtype)
+    flipped.charges = -flipped.charges
+    torch.testing.assert_close(model(flipped)["pos"], model(_batch(dtype))["pos"])
+
+
+def test_coulomb_features_and_carried_velocity_by_hand():
+    """The trunk equals the recurrence written out: features at each layer's positions,
+    v_{l+1} = x_{l+1} - x_l fed to the next layer."""
+    model = build("nbody", layer="egnn", dtype="float64", **TINY, **DYNAMICS).eval()
+    trunk = model.trunk
+    batch = _batch(torch.float64)
+    src, dst = batch.edge_index
+    qq = (batch.charges[src] * batch.charges[dst]).unsqueeze(-1)
+
+    def features(x):
+        r2 = (x[dst] - x[src]).pow(2).sum(-1, keepdim=True)
+        return torch.cat([qq, qq / (r2 + 0.05), 1 / (r2 + 0.05), qq / (r2 + 0.05) ** 1.5], -1)
+
+    h = trunk.embed(batch.vel.norm(dim=-1, keepdim=True))
+    x, v = batch.pos, batch.vel / len(trunk.layers)
+    assert trunk.steps == list(trunk.layers)
+    for layer in trunk.layers:
+        h, x_new = layer(h, x, batch.edge_index, v, features(x))
+        x, v = x_new, x_new - x
+    torch.testing.assert_close(model(batch)["pos"], x, rtol=1e-13, atol=1e-13)
+    # the paper's form differs: every layer sees the input velocity
+    paper = build("nbody", layer="egnn", dtype="float64", **TINY, edge_features="coulomb",
+                  softening=0.05)
+    paper.load_state_dict(model.state_dict())
+    assert (paper.eval()(batch)["pos"] - x).abs().max() > 1e-8
+    assert "edge_features='coulomb', softening=0.05, carry_velocity=True" in repr(model)
+
+
+def test_dynamics_options_are_checked():
+    with pytest.raises(ValueError, match="did you mean 'coulomb'"):
+        build("nbody", edge_features="colomb")
+    with pytest.raises(ValueError, match="softening must be > 0"):
+        build("nbody", edge_features="coulomb", softening=0.0)
+    with pytest.raises(ValueError, match="options of layer='egnn'"):
+        build("nbody", layer="tfn", carry_velocity=True, **TINY)
+
+
+def test_untrained_integrator_starts_at_constant_velocity():
+    """carry_velocity starts near x + v (phi_v = 1, tiny coordinate updates), at any depth."""
+    batch = _batch(torch.float64)
+    for num_layers in (2, 8):
+        options = {**TINY, **DYNAMICS, "num_layers": num_layers}
+        model = build("nbody", layer="egnn", dtype="float64", **options).eval()
+        pos = model(batch)["pos"]
+        error = (pos - (batch.pos + batch.vel)).abs().max()
+        assert error < 0.05 * batch.vel.abs().max(), (num_layers, error)
+
+
+def test_shared_weights_apply_one_layer_at_every_step(dtype):
+    options = {**TINY, **DYNAMICS, "num_layers": 3, "share_weights": True}
+    model = build("nbody", layer="egnn", dtype=dtype, predict_velocity=True, **options).eval()
+    trunk = model.trunk
+    assert len(trunk.layers) == 1 and len(trunk.steps) == 3
+    assert all(step is trunk.layers[0] for step in trunk.steps)
+    separate = build("nbody", layer="egnn", dtype=dtype, predict_velocity=True,
+                     **{**options, "share_weights": False})
+    n_layer = sum(p.numel() for p in trunk.layers[0].parameters())
+    count = sum(p.numel() for p in separate.parameters()) - sum(p.numel() for p in
+                                                               model.parameters())
+    assert count == 2 * n_layer
+    assert_equivariant(model, _batch(dtype), n_rotations=1)
+    assert "one layer shared by 3 steps" in repr(model)

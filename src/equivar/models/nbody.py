@@ -20,47 +20,113 @@ from equivar.nn.harmonics import EdgeSphericalHarmonics
 from equivar.nn.interaction import InteractionBlock
 from equivar.nn.radial import GaussianBasis
 
-__all__ = ["LAYERS", "NBODY_PRESETS", "NBodyModel", "build_nbody"]
+__all__ = ["EDGE_FEATURES", "LAYERS", "NBODY_PRESETS", "NBodyModel", "build_nbody"]
 
 #: size presets of the N-body model ("M" is the EGNN paper's 64 features x 4 layers)
 NBODY_PRESETS: dict[str, dict[str, Any]] = {
     "S": dict(num_channels=32, num_layers=3, lmax=1, sh_lmax=2, radial_hidden=(32,)),
     "M": dict(num_channels=64, num_layers=4, lmax=1, sh_lmax=2, radial_hidden=(64,)),
     "L": dict(num_channels=128, num_layers=6, lmax=2, sh_lmax=3, radial_hidden=(64, 64)),
+    # our best on the charged N-body benchmark: EGNN as a learned 8-step integrator with
+    # softened Coulomb features and one shared layer (benchmarks/RESULTS.md, nbody.py)
+    "integrator": dict(num_channels=64, num_layers=8, lmax=1, sh_lmax=2, radial_hidden=(64,),
+                       edge_features="coulomb", carry_velocity=True, share_weights=True),
 }
 
 #: message-passing layers the model can stack
 LAYERS = ("egnn", "tfn", "se3_transformer", "linear")
 
 
+#: invariant edge features of the EGNN trunk (see ``NBodyModel``'s ``edge_features``)
+EDGE_FEATURES = ("charges", "coulomb")
+
+
 class _EGNNTrunk(nn.Module):
-    """EGNN with velocities: h from speeds, edge attributes q_i q_j, positions updated per layer.
+    """EGNN with velocities: h from speeds, invariant edge attributes, positions updated per layer.
+
+    ``edge_features="charges"`` gives every layer the paper's ``q_i q_j``; ``"coulomb"`` adds the
+    softened ``q_i q_j / (r^2 + s)``, ``1 / (r^2 + s)`` and ``q_i q_j / (r^2 + s)^(3/2)``
+    (``s = softening``), recomputed at every layer from the updated positions, so a layer can
+    express a Coulomb-like force without learning ``1/r^3`` from ``r^2``.
+
+    ``carry_velocity=False`` is the paper's form: every layer moves the positions by
+    ``phi_v(h) v_in + sum_j (x_i - x_j) phi_x(m_ij)`` with the input velocity ``v_in``. With
+    ``carry_velocity=True`` the trunk is a learned integrator of ``L`` steps: the displacement of
+    layer ``l`` is the velocity ``v_l`` that layer ``l + 1`` rescales and updates,
+    ``v_{l+1} = phi_v(h) v_l + sum_j (x_i - x_j) phi_x(m_ij)``, ``x_{l+1} = x_l + v_{l+1}``,
+    from ``v_0 = v_in / L``; ``phi_v`` starts at 1 (its last layer's weights at 1e-3 of their
+    initial scale, its bias at 1), so the untrained trunk is the constant-velocity step
+    ``x + v_in`` over one unit of time. (Without that start the product of ``L`` random
+    ``phi_v`` factors shrinks the velocity, and deep stacks trained badly in our N-body runs.)
+
+    ``share_weights=True`` applies one layer ``num_layers`` times (the same learned force law at
+    every step of the integrator; 1/L of the parameters).
 
     The optional velocity head is one more EGNN layer whose coordinate update (along the edges
-    plus a learned multiple of the input velocity) is read as the predicted velocity.
+    plus a learned multiple of the velocity) is read as the predicted velocity.
     """
 
     def __init__(self, num_channels: int, num_layers: int, predict_velocity: bool,
-                 aggregation: str) -> None:
+                 aggregation: str, edge_features: str = "charges", softening: float = 0.1,
+                 carry_velocity: bool = False, share_weights: bool = False) -> None:
         super().__init__()
+        if edge_features not in EDGE_FEATURES:
+            close = difflib.get_close_matches(str(edge_features), EDGE_FEATURES, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"unknown edge_features {edge_features!r}{hint}; choose one of "
+                             f"{EDGE_FEATURES}")
+        if not softening > 0:
+            raise ValueError(f"softening must be > 0, got {softening}")
+        self.edge_features, self.softening = edge_features, float(softening)
+        self.carry_velocity = bool(carry_velocity)
+        n_attrs = 1 if edge_features == "charges" else 4
         self.embed = nn.Linear(1, num_channels)
+        self.num_steps, self.share_weights = int(num_layers), bool(share_weights)
         self.layers = nn.ModuleList(
-            EGNNLayer(num_channels, num_edge_attrs=1, aggregation=aggregation)
-            for _ in range(num_layers)
+            EGNNLayer(num_channels, num_edge_attrs=n_attrs, aggregation=aggregation)
+            for _ in range(1 if share_weights else num_layers)
         )
-        self.vel_head = (EGNNLayer(num_channels, num_edge_attrs=1, aggregation=aggregation,
+        self.vel_head = (EGNNLayer(num_channels, num_edge_attrs=n_attrs, aggregation=aggregation,
                                    coord_init_scale=1.0) if predict_velocity else None)
+        if self.carry_velocity:
+            with torch.no_grad():
+                for layer in self.layers:
+                    layer.vel_mlp[-1].weight.mul_(1e-3)
+                    layer.vel_mlp[-1].bias.fill_(1.0)
+
+    @property
+    def steps(self) -> list[EGNNLayer]:
+        """The layer applied at each of the ``num_layers`` steps."""
+        return [self.layers[0 if self.share_weights else k] for k in range(self.num_steps)]
+
+    def _edge_attr(self, x: torch.Tensor, qq: torch.Tensor, edge_index: torch.Tensor):
+        """Invariant edge attributes at positions ``x``: [n_edges, 1] or [n_edges, 4]."""
+        if self.edge_features == "charges":
+            return qq
+        rel = x[edge_index[1]] - x[edge_index[0]]  # [n_edges, 3]
+        inv = 1.0 / ((rel * rel).sum(-1, keepdim=True) + self.softening)  # [n_edges, 1]
+        return torch.cat([qq, qq * inv, inv, qq * inv * inv.sqrt()], dim=-1)
 
     def forward(self, pos, vel, charges, edge_index):
         h = self.embed(torch.linalg.vector_norm(vel, dim=-1, keepdim=True))  # [n_nodes, C]
         qq = (charges[edge_index[0]] * charges[edge_index[1]]).unsqueeze(-1)  # [n_edges, 1]
-        x = pos
-        for layer in self.layers:
-            h, x = layer(h, x, edge_index, vel, qq)
+        x, v = pos, (vel / self.num_steps if self.carry_velocity else vel)
+        for layer in self.steps:
+            h, x_new = layer(h, x, edge_index, v, self._edge_attr(x, qq, edge_index))
+            if self.carry_velocity:
+                v = x_new - x
+            x = x_new
         vel_out = None
         if self.vel_head is not None:
-            vel_out = self.vel_head(h, x, edge_index, vel, qq)[1] - x  # [n_nodes, 3]
+            vel_out = self.vel_head(h, x, edge_index, v, self._edge_attr(x, qq, edge_index))[1]
+            vel_out = vel_out - x  # [n_nodes, 3]
         return x, vel_out
+
+    def extra_repr(self) -> str:
+        return (f"edge_features={self.edge_features!r}"
+                + (f", softening={self.softening}" if self.edge_features == "coulomb" else "")
+                + (", carry_velocity=True" if self.carry_velocity else "")
+                + (f", one layer shared by {self.num_steps} steps" if self.share_weights else ""))
 
 
 class _SteerableTrunk(nn.Module):
@@ -173,6 +239,10 @@ class NBodyModel(nn.Module):
         max_radius: float = 10.0,
         num_heads: int = 4,
         aggregation: str = "mean",
+        edge_features: str = "charges",
+        softening: float = 0.1,
+        carry_velocity: bool = False,
+        share_weights: bool = False,
         predict_velocity: bool = False,
         backend: str = "auto",
         config: Mapping | None = None,
@@ -180,10 +250,15 @@ class NBodyModel(nn.Module):
         super().__init__()
         if num_layers < 1:
             raise ValueError(f"num_layers must be >= 1, got {num_layers}")
+        if layer != "egnn" and (edge_features != "charges" or carry_velocity or share_weights):
+            raise ValueError(f"edge_features={edge_features!r}, carry_velocity={carry_velocity} "
+                             f"and share_weights={share_weights} are options of layer='egnn', "
+                             f"not {layer!r}")
         self.layer = layer
         self.predict_velocity = bool(predict_velocity)
         if layer == "egnn":
-            self.trunk = _EGNNTrunk(num_channels, num_layers, self.predict_velocity, aggregation)
+            self.trunk = _EGNNTrunk(num_channels, num_layers, self.predict_velocity, aggregation,
+                                    edge_features, softening, carry_velocity, share_weights)
         elif layer in ("tfn", "se3_transformer"):
             self.trunk = _SteerableTrunk(layer, num_channels, num_layers, lmax, sh_lmax,
                                          radial_hidden, num_basis, max_radius, num_heads,
@@ -207,8 +282,9 @@ class NBodyModel(nn.Module):
         return out
 
     def __repr__(self) -> str:
+        extra = self.trunk.extra_repr() if isinstance(self.trunk, _EGNNTrunk) else ""
         lines = [f"{type(self).__name__}(layer={self.layer!r}, "
-                 f"predict_velocity={self.predict_velocity}"]
+                 f"predict_velocity={self.predict_velocity}" + (f", {extra}" if extra else "")]
         body = getattr(self.trunk, "layers", None) or getattr(self.trunk, "blocks", None)
         body = list(body) if body is not None else [self.trunk]
         lines += [f"  {b!r}".replace("\n", "\n  ") for b in body]
@@ -241,7 +317,8 @@ def _read(data) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
 _OPTIONS = (
     "preset", "layer", "num_channels", "num_layers", "lmax", "sh_lmax", "radial_hidden",
-    "num_basis", "max_radius", "num_heads", "aggregation", "predict_velocity", "backend", "dtype",
+    "num_basis", "max_radius", "num_heads", "aggregation", "edge_features", "softening",
+    "carry_velocity", "share_weights", "predict_velocity", "backend", "dtype",
 )  # fmt: skip
 
 
@@ -253,12 +330,22 @@ def build_nbody(**options: Any) -> NBodyModel:
             field network: our gated tensor-product interaction blocks), ``"se3_transformer"``
             (equivariant attention, :class:`~equivar.nn.SE3TransformerBlock`) or ``"linear"``
             (``x + t v`` with a learned ``t``: the equivariant linear-dynamics baseline).
-        preset: ``"S"``, ``"M"`` (default; 64 channels, 4 layers) or ``"L"``
-            (see ``NBODY_PRESETS``).
+        preset: ``"S"``, ``"M"`` (default; 64 channels, 4 layers), ``"L"`` or
+            ``"integrator"`` (EGNN, 64 channels, one layer applied 8 times, ``coulomb``
+            features, ``carry_velocity``: our best on the charged N-body task; see
+            ``NBODY_PRESETS``).
         num_channels, num_layers: width and depth.
         lmax, sh_lmax, radial_hidden, num_basis (8), max_radius (10.0, range of the Gaussian
             distance basis), num_heads (4): steerable layers only.
         aggregation: ``"mean"`` (default) or ``"sum"`` of EGNN coordinate updates.
+        edge_features: EGNN only: ``"charges"`` (default; ``q_i q_j``, as in the EGNN paper) or
+            ``"coulomb"`` (also softened ``q_i q_j / (r^2 + s)``, ``1 / (r^2 + s)`` and
+            ``q_i q_j / (r^2 + s)^(3/2)`` at every layer's positions, ``s = softening``).
+        softening: ``s`` above (default 0.1, in squared length units of the data).
+        carry_velocity: EGNN only: each layer's displacement is the velocity the next layer
+            updates (a learned integrator; default False, the paper's form, where every layer
+            rescales the input velocity).
+        share_weights: EGNN only: one layer applied ``num_layers`` times (default False).
         predict_velocity: also output ``"vel"`` (default False), for rollouts.
         backend: convolution backend, see :mod:`equivar.kernels` (default ``"auto"``).
         dtype: ``"float32"``/``"float64"`` or a torch dtype (default: torch's default); the model

@@ -15,12 +15,15 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from equivar.train.config import TrainConfig
+
+if TYPE_CHECKING:
+    from equivar.train.loop import DataObject
 
 __all__ = ["CommitteeModel", "committee_checkpoints", "fit_committee", "member_configs"]
 
@@ -39,12 +42,21 @@ def member_configs(config: TrainConfig) -> list[TrainConfig]:
     ]
 
 
-def fit_committee(config: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
+def fit_committee(
+    config: TrainConfig,
+    *,
+    resume: bool = False,
+    train: DataObject = None,
+    valid: DataObject = None,
+    test: DataObject = None,
+) -> dict[str, Any]:
     """Train ``config.committee`` members one after another (see the module docstring).
 
     Args:
         config: the run; ``committee`` members are trained.
         resume: continue members that have a ``checkpoint_last.pt`` and start the others.
+        train, valid, test: structures given as objects, passed to every member's
+            :func:`equivar.train.fit` (same kinds and rules; default None: the config's files).
 
     Returns:
         ``{"output", "members": [fit results], "checkpoints", "test"}``, ``test`` being the
@@ -62,14 +74,16 @@ def fit_committee(config: TrainConfig, *, resume: bool = False) -> dict[str, Any
         if taken:
             raise ValueError(f"committee member folder(s) {taken} already hold a run; pass "
                              "resume=True (--resume) or choose another output")
+    objects = {"train": train, "valid": valid, "test": test}
     results = []
     for k, member in enumerate(members):
         print(f"committee member {k + 1}/{len(members)} (seed {member.seed}) -> {member.output}")
-        results.append(fit(member, resume=resume and (Path(member.output) / LAST).exists()))
+        results.append(fit(member, resume=resume and (Path(member.output) / LAST).exists(),
+                           **objects))
     out = {"output": config.output, "members": results,
            "checkpoints": [r.get("checkpoint") for r in results]}
     if all(out["checkpoints"]):  # rank 0
-        out["test"] = _committee_test(config, out["checkpoints"])
+        out["test"] = _committee_test(config, out["checkpoints"], objects)
         record = {"n_members": len(members), "seeds": [m.seed for m in members],
                   "checkpoints": [os.path.relpath(c, config.output) for c in out["checkpoints"]],
                   "member_test": [r.get("test") for r in results], "test": out["test"]}
@@ -77,14 +91,17 @@ def fit_committee(config: TrainConfig, *, resume: bool = False) -> dict[str, Any
     return out
 
 
-def _committee_test(config: TrainConfig, checkpoints: list[str]) -> dict[str, float]:
-    """Metrics of the committee mean on the members' (shared) test set."""
+def _committee_test(
+    config: TrainConfig, checkpoints: list[str], objects: dict[str, DataObject]
+) -> dict[str, float]:
+    """Metrics of the committee mean on the members' (shared) test set (``objects``: fit's
+    train/valid/test arguments, from which the test set is made as in each member's run)."""
     from equivar.train.checkpoint import load_checkpoint
     from equivar.train.evaluation import evaluate, metric_table
     from equivar.train.loop import _datasets, _precision
 
     dtype, _ = _precision(config.precision, torch.device("cpu"))
-    _, _, test = _datasets(config, dtype)
+    _, _, test = _datasets(config, dtype, **objects)
     model = CommitteeModel([load_checkpoint(c) for c in checkpoints])
     metrics, _ = evaluate(model, test, batch_size=config.data.valid_batch_size)
     print(f"\ncommittee mean of {len(checkpoints)} members, test metrics:\n"

@@ -20,11 +20,18 @@ class DataConfig:
     """Where the structures come from and how they are split and batched.
 
     Args:
-        train: path to an extxyz/npz file (read with ``equivar.data.read``).
-        valid: separate validation file; if empty, ``valid_fraction`` of ``train`` is held out.
-        test: separate test file; if empty, ``test_fraction`` of ``train`` is held out.
-        valid_fraction, test_fraction: held-out fractions when no file is given.
-        max_structures: use only the first N structures of ``train`` (0: all).
+        train: path to an extxyz/npz file or a shard directory (read with
+            ``equivar.data.read``). May be empty when the structures are passed to
+            ``fit(config, train=...)`` as an object.
+        valid: separate validation file; if empty (and no ``fit(valid=...)``), ``valid_fraction``
+            of ``train`` is held out.
+        test: separate test file; if empty (and no ``fit(test=...)``), ``test_fraction`` of
+            ``train`` is held out.
+        valid_fraction, test_fraction: held-out fractions when no file or object is given.
+        max_structures: use only the first N structures of ``train`` (file or object; 0: all).
+
+    A run whose data came from objects records them in its ``config.yaml`` as a description,
+    e.g. ``train: "<in-memory AtomsDataset, 30 structures>"`` (see :func:`equivar.train.fit`).
         cutoff: neighbour cutoff (Angstrom); also the model's cutoff.
         batch_size, valid_batch_size: structures per batch.
         seed: seed of the split.
@@ -115,6 +122,17 @@ class TrainConfig:
             ``init_from``; ``"scale_shift.*"`` refits the energy shifts/scale to the new data.
         committee: train this many members with seeds ``seed, seed + 1, ...`` (initial weights
             and batch order) into ``output/member_k/`` (see :mod:`equivar.train.committee`).
+        time_budget: minutes of training, wall clock (0: off). The time counts from the start
+            of the training loop (after reading data and building the model), validations and
+            checkpoint writes included. Training stops after the optimiser step at which the
+            budget is spent (at least one step is taken), then ends as usual: validation of
+            the EMA weights, ``best.pt`` and ``checkpoint_last.pt``, test metrics and plots.
+            The time spent is saved in ``checkpoint_last.pt``, so ``--resume`` continues
+            against the same budget: resuming a run that spent it trains no further (raise
+            ``time_budget`` to extend it). A killed run's time after its last checkpoint is
+            not counted (those steps are taken again). Where it stops depends on the machine's
+            speed; the learning-rate schedule still runs over ``epochs``. Each committee
+            member has the whole budget.
     """
 
     data: DataConfig = field(default_factory=DataConfig)
@@ -133,6 +151,7 @@ class TrainConfig:
     freeze: list[str] = field(default_factory=list)
     reset: list[str] = field(default_factory=list)
     committee: int = 1
+    time_budget: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -190,7 +209,7 @@ def _coerce(value: Any, hint: Any, name: str) -> Any:
     return value
 
 
-def _check(config: TrainConfig) -> TrainConfig:
+def _check(config: TrainConfig, *, require_train: bool = True) -> TrainConfig:
     if config.precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {config.precision!r}")
     if config.optim.schedule not in SCHEDULES:
@@ -198,8 +217,9 @@ def _check(config: TrainConfig) -> TrainConfig:
                          f"{config.optim.schedule!r}")
     if config.loss.kind not in ("mse", "huber"):
         raise ValueError(f"loss.kind must be 'mse' or 'huber', got {config.loss.kind!r}")
-    if not config.data.train:
-        raise ValueError("data.train must name a file of training structures")
+    if require_train and not config.data.train:
+        raise ValueError("data.train must name a file of training structures (or pass them to "
+                         "fit(config, train=...))")
     for name in ("epochs", "data.batch_size", "data.valid_batch_size"):
         obj, attr = (config, name) if "." not in name else (config.data, name.split(".")[1])
         if int(getattr(obj, attr)) < 1:
@@ -208,15 +228,23 @@ def _check(config: TrainConfig) -> TrainConfig:
         raise ValueError("data.valid_fraction and data.test_fraction must be in [0, 1)")
     if config.committee < 1:
         raise ValueError(f"committee must be >= 1 (members), got {config.committee}")
+    if not 0 <= config.time_budget < float("inf"):
+        raise ValueError(f"time_budget must be >= 0 minutes (0: off), got {config.time_budget}")
     if config.reset and not config.init_from:
         raise ValueError(f"reset {config.reset} re-initialises parts of a loaded checkpoint: "
                          "it needs init_from")
     return config
 
 
-def config_from_dict(values: dict[str, Any]) -> TrainConfig:
-    """Typed config from a plain mapping (unknown keys raise ``ValueError``)."""
-    return _check(_from_dict(TrainConfig, dict(values), ""))
+def config_from_dict(values: dict[str, Any], *, require_train: bool = True) -> TrainConfig:
+    """Typed config from a plain mapping (unknown keys raise ``ValueError``).
+
+    Args:
+        values: the config as nested mappings.
+        require_train: refuse an empty ``data.train`` (default True; ``fit`` passes False when
+            its ``train`` argument brings the structures).
+    """
+    return _check(_from_dict(TrainConfig, dict(values), ""), require_train=require_train)
 
 
 def _set_dotted(values: dict[str, Any], dotted: str) -> None:
@@ -232,11 +260,17 @@ def _set_dotted(values: dict[str, Any], dotted: str) -> None:
     node[parts[-1]] = yaml.safe_load(raw)
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | tuple = ()) -> TrainConfig:
+def load_config(
+    path: str | Path | None = None,
+    overrides: list[str] | tuple = (),
+    *,
+    require_train: bool = True,
+) -> TrainConfig:
     """Load a YAML config (``yaml.safe_load``) and apply ``a.b=c`` overrides (values in YAML).
 
     Relative data paths (and ``init_from``) are taken relative to the config file's folder when
-    they exist there, else relative to the working directory.
+    they exist there, else relative to the working directory. ``require_train=False`` accepts
+    an empty ``data.train`` (for ``fit(config, train=...)``).
 
     Example:
         >>> cfg = load_config(None, ["data.train=x.extxyz", "optim.lr=1e-3"])
@@ -254,7 +288,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple = (
         base = path.parent
     for item in overrides:
         _set_dotted(values, item)
-    config = config_from_dict(values)
+    config = config_from_dict(values, require_train=require_train)
     if base is not None:
         for obj, name in ((config.data, "train"), (config.data, "valid"), (config.data, "test"),
                           (config, "init_from")):

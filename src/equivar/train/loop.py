@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import time
 from collections.abc import Mapping
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 from torch_geometric.data import Batch
 
+from equivar import keys as K
 from equivar.train import distributed as dist
 from equivar.train.checkpoint import read_checkpoint, save_checkpoint
 from equivar.train.config import TrainConfig, config_from_dict, load_config
@@ -22,15 +24,28 @@ from equivar.train.ema import ExponentialMovingAverage
 from equivar.train.evaluation import batches, equivariance_error, evaluate, metric_table
 from equivar.train.losses import loss_weights, total_loss
 
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import ase
+    from torch_geometric.data import Data
+
+    from equivar.data import AtomsDataset, ShardedDataset
+
+    #: What ``fit(train=..., valid=..., test=...)`` takes.
+    DataObject = AtomsDataset | ShardedDataset | Sequence[ase.Atoms] | Sequence[Data] | None
+
 LAST, BEST = "checkpoint_last.pt", "best.pt"
+#: ``data.train`` etc. of a recorded config whose structures came from an object start with this.
+OBJECT_MARK = "<"
 
 
-def _resolve_config(config) -> TrainConfig:
+def _resolve_config(config, *, require_train: bool = True) -> TrainConfig:
     if isinstance(config, TrainConfig):
         return config
     if isinstance(config, Mapping):
-        return config_from_dict(dict(config))
-    return load_config(config)
+        return config_from_dict(dict(config), require_train=require_train)
+    return load_config(config, require_train=require_train)
 
 
 def _device(name: str) -> torch.device:
@@ -42,14 +57,114 @@ def _device(name: str) -> torch.device:
     return device
 
 
-def _datasets(config: TrainConfig, dtype: torch.dtype):
+def _describe(value: Any) -> str:
+    """How a recorded config names structures given as an object (never a readable path)."""
+    from equivar.data import ShardedDataset
+
+    if isinstance(value, ShardedDataset):
+        return f"{OBJECT_MARK}ShardedDataset, {len(value)} structures from {str(value.path)!r}>"
+    if isinstance(value, (list, tuple)):
+        kinds = "/".join(sorted({type(v).__name__ for v in value}))
+        return f"{OBJECT_MARK}in-memory {type(value).__name__} of {len(value)} {kinds}>"
+    return f"{OBJECT_MARK}in-memory {type(value).__name__}, {len(value)} structures>"
+
+
+def _as_dataset(value: DataObject, name: str, cutoff: float, dtype: torch.dtype):
+    """``fit``'s ``train``/``valid``/``test`` argument as a dataset of graphs at ``cutoff`` in
+    ``dtype`` (None stays None).
+
+    Lists of ``ase.Atoms`` (or of ``Data``) become an :class:`~equivar.data.AtomsDataset`.
+    Datasets in another dtype are rebuilt in the training one (from their ``ase.Atoms`` when
+    they have them, so float64 graphs are exact); datasets built at another cutoff are refused,
+    since their edges would not be the model's.
+
+    Raises:
+        TypeError: any other kind of object (the message names the argument).
+        ValueError: an empty dataset or list, or a dataset built at another cutoff.
+    """
+    import ase
+    from torch_geometric.data import Data
+
+    from equivar.data import AtomsDataset, ShardedDataset
+
+    if value is None:
+        return None
+    where = f"fit({name}=...)"
+    if isinstance(value, (AtomsDataset, ShardedDataset)):
+        kind = type(value).__name__
+        if len(value) == 0:
+            raise ValueError(f"{where}: the {kind} holds no structures")
+        if float(value.cutoff) != float(cutoff):
+            raise ValueError(
+                f"{where}: the {kind} was built with cutoff {value.cutoff:g} but data.cutoff (the "
+                f"model's cutoff) is {cutoff:g}; set data.cutoff={value.cutoff:g} or build the "
+                f"dataset with cutoff={cutoff:g}"
+            )
+        if value[0][K.POSITIONS].dtype == dtype:
+            return value
+        if isinstance(value, AtomsDataset):
+            return AtomsDataset(value.atoms if value.atoms is not None else list(value), cutoff,
+                                dtype=dtype)
+        # a ShardedDataset builds each graph on access in its dtype: a view (same indices, own
+        # shard handles) that builds them in the training dtype instead
+        view = value.subset(range(len(value)))
+        view._dtype = dtype
+        return view
+    if isinstance(value, (list, tuple)):
+        if not value:
+            raise ValueError(f"{where} is an empty {type(value).__name__}")
+        if all(isinstance(v, (ase.Atoms, Data)) for v in value):
+            try:
+                return AtomsDataset(value, cutoff, dtype=dtype)
+            except (TypeError, ValueError) as err:
+                raise type(err)(f"{where}: {err}") from err
+        kinds = sorted({type(v).__name__ for v in value})
+        raise TypeError(f"{where} must hold ase.Atoms (or torch_geometric Data), got a "
+                        f"{type(value).__name__} of {kinds}")
+    hint = ("; file paths go in the config (data.train, data.valid, data.test)"
+            if isinstance(value, (str, Path)) else "")
+    raise TypeError(f"{where} must be an equivar.data.AtomsDataset, an equivar.data."
+                    f"ShardedDataset, a list of ase.Atoms or None, got {type(value).__name__}"
+                    f"{hint}")
+
+
+def _datasets(
+    config: TrainConfig,
+    dtype: torch.dtype,
+    train: DataObject = None,
+    valid: DataObject = None,
+    test: DataObject = None,
+):
+    """``(train, valid, test)`` datasets: the objects given (see :func:`_as_dataset`), else
+    the config's files; held-out fractions of ``train`` for whichever of valid/test is
+    neither. The split depends on ``data.seed`` and the training set only, so the same
+    objects give the same split on ``--resume``."""
     from equivar.data import read
 
     d = config.data
-    index = f":{d.max_structures}" if d.max_structures else ":"
-    train = read(d.train, d.cutoff, index=index, dtype=dtype)
-    valid = read(d.valid, d.cutoff, dtype=dtype) if d.valid else None
-    test = read(d.test, d.cutoff, dtype=dtype) if d.test else None
+    given = {"train": train, "valid": valid, "test": test}
+    for name, value in given.items():
+        path = getattr(d, name)
+        if value is None and path.startswith(OBJECT_MARK):
+            raise ValueError(
+                f"data.{name} is {path!r}: this run's {name} structures were passed to fit() "
+                f"as an object; pass them again (fit(config, {name}=..., resume=True))"
+            )
+    if train is None and not d.train:
+        raise ValueError("data.train must name a file of training structures (or pass them to "
+                         "fit(config, train=...))")
+    train = _as_dataset(train, "train", d.cutoff, dtype)
+    valid = _as_dataset(valid, "valid", d.cutoff, dtype)
+    test = _as_dataset(test, "test", d.cutoff, dtype)
+    if train is None:
+        index = f":{d.max_structures}" if d.max_structures else ":"
+        train = read(d.train, d.cutoff, index=index, dtype=dtype)
+    elif d.max_structures and d.max_structures < len(train):
+        train = train.subset(range(d.max_structures))
+    if valid is None and d.valid:
+        valid = read(d.valid, d.cutoff, dtype=dtype)
+    if test is None and d.test:
+        test = read(d.test, d.cutoff, dtype=dtype)
     held = [f for f, given in ((d.valid_fraction, valid), (d.test_fraction, test)) if given is None]
     if held:
         n = len(train)
@@ -117,7 +232,14 @@ def _precision(precision: str, device: torch.device):
     return dtype, autocast
 
 
-def fit(config, *, resume: bool = False) -> dict[str, Any]:
+def fit(
+    config,
+    *,
+    resume: bool = False,
+    train: DataObject = None,
+    valid: DataObject = None,
+    test: DataObject = None,
+) -> dict[str, Any]:
     """Train a model as ``config`` says; return validation/test metrics and output paths.
 
     Writes to ``config.output``: ``checkpoint_last.pt`` (resumable, atomic, after every epoch
@@ -125,28 +247,68 @@ def fit(config, *, resume: bool = False) -> dict[str, Any]:
     loss; load with :func:`equivar.train.load_checkpoint`), ``log.csv``, ``config.yaml``,
     ``test_predictions.npz``, ``learning_curves.png``, ``parity.png``.
 
+    The structures come from the config's files (``data.train``, ``data.valid``,
+    ``data.test``) or from objects passed here, each on its own: an object replaces its file,
+    and whichever of valid/test is given by neither is held out of the training set
+    (``data.valid_fraction``, ``data.test_fraction``, split with ``data.seed``). Objects are
+    recorded in ``config.yaml`` by a description, e.g. ``"<in-memory AtomsDataset, 30
+    structures>"``; a resumed run needs the same objects again (their sizes are checked).
+
+    Training stops after ``epochs``, on early stopping (``patience``), or after the optimiser
+    step that spends ``time_budget`` minutes (saved with the checkpoint, so ``resume``
+    continues against the same budget). It ends the same way in each case: the EMA weights
+    are validated, ``best.pt`` and ``checkpoint_last.pt`` written, the best model tested.
+
     Fine-tuning (``init_from``, ``freeze``, ``reset``) is described in
     :mod:`equivar.train.finetune`; ``committee: N`` trains N members instead (returning
-    :func:`equivar.train.committee.fit_committee`'s result).
+    :func:`equivar.train.committee.fit_committee`'s result; the objects go to every member).
 
     Args:
-        config: a :class:`TrainConfig`, a mapping, or a YAML path.
+        config: a :class:`TrainConfig`, a mapping, or a YAML path. ``data.train`` may be empty
+            when ``train`` is given.
         resume: continue from ``checkpoint_last.pt`` in the output folder. A run killed at any
-            moment (even ``kill -9``) resumes to the same final state as an uninterrupted run.
+            moment (even ``kill -9``) resumes to the same final state as an uninterrupted run
+            (given the same data objects, if any).
+        train: training structures instead of ``data.train``: an
+            :class:`~equivar.data.AtomsDataset`, a :class:`~equivar.data.ShardedDataset`, or a
+            list of ``ase.Atoms`` (with their targets; converted with
+            :class:`~equivar.data.AtomsDataset` at ``data.cutoff``). Datasets must have been
+            built at ``data.cutoff``; ones in another floating dtype than ``precision`` are
+            rebuilt in it. ``data.max_structures`` applies to it. Default None: the file.
+        valid: validation structures instead of ``data.valid`` (same kinds). Default None.
+        test: test structures instead of ``data.test`` (same kinds). Default None.
+
+    Returns:
+        On rank 0: ``{"output": str, "best_epoch": int (1-based), "stopped": "epochs" |
+        "early_stopping" | "time_budget", "steps": int (optimiser steps in all),
+        "elapsed_s": float (training time, resumed segments included), "test": {metric:
+        float}, "checkpoint": str (best.pt)}``; on other ranks without ``test`` and
+        ``checkpoint``.
 
     Raises:
-        ValueError: bad config, or an output folder that already holds a run and no ``resume``
-            (work is never overwritten).
+        TypeError: ``train``/``valid``/``test`` of another kind (the message names which).
+        ValueError: bad config; a dataset built at another cutoff; an output folder that
+            already holds a run and no ``resume`` (work is never overwritten); a resume with
+            data of other sizes than the run's.
+
+    Example:
+        >>> from equivar.data import read
+        >>> data = read("datasets/ethanol_xtb.extxyz", cutoff=4.0)  # doctest: +SKIP
+        >>> result = fit({"data": {"cutoff": 4.0}, "epochs": 50, "time_budget": 10,
+        ...               "output": "runs/ethanol"}, train=data)  # doctest: +SKIP
+        >>> result["stopped"], result["test"]["forces_mae"]  # doctest: +SKIP
+        ('time_budget', 0.071...)
     """
     from equivar.data import compute_statistics
     from equivar.models import build
     from equivar.train.finetune import finetune_model, freeze_parameters
 
-    config = _resolve_config(config)
+    objects = {"train": train, "valid": valid, "test": test}
+    config = _resolve_config(config, require_train=train is None)
     if config.committee > 1:
         from equivar.train.committee import fit_committee
 
-        return fit_committee(config, resume=resume)
+        return fit_committee(config, resume=resume, **objects)
     rank, world = dist.setup()
     device = dist.device_for_rank(_device(config.device))
     dtype, autocast = _precision(config.precision, device)
@@ -158,7 +320,11 @@ def fit(config, *, resume: bool = False) -> dict[str, Any]:
     if resume and not last_path.exists():
         raise ValueError(f"nothing to resume: {str(last_path)!r} does not exist")
     torch.manual_seed(config.seed)
-    train, valid, test = _datasets(config, dtype)
+    train, valid, test = _datasets(config, dtype, **objects)
+    # the config as run, with the objects' descriptions in place of their (absent) files
+    recorded = dataclasses.replace(config, data=dataclasses.replace(
+        config.data, **{k: _describe(v) for k, v in objects.items() if v is not None}))
+    sizes = {"train": len(train), "valid": len(valid), "test": len(test)}
     stats = compute_statistics(train)
     summary = ""
     if config.init_from:
@@ -185,29 +351,53 @@ def fit(config, *, resume: bool = False) -> dict[str, Any]:
     ema = None
     if config.optim.ema_decay:
         ema = ExponentialMovingAverage(model, config.optim.ema_decay)
+    # validated_step: the step whose weights were last validated (the end of training validates
+    # the last step's weights, even on a resume that finds the time budget already spent)
     state = {"epoch": 0, "step": 0, "step_in_epoch": 0, "best_valid": math.inf,
-             "best_epoch": -1, "stale": 0}
+             "best_epoch": -1, "stale": 0, "elapsed_s": 0.0, "validated_step": 0}
     if resume:
         saved = read_checkpoint(last_path)
-        model.load_state_dict(saved["state_dict"])
         t = saved["train_state"]
+        before = t.get("data_sizes")
+        if before is not None and before != sizes:
+            raise ValueError(f"cannot resume {str(out_dir)!r} with other data: the run had "
+                             f"{before} structures, these are {sizes}; pass the same data")
+        model.load_state_dict(saved["state_dict"])
         optimizer.load_state_dict(t["optimizer"])
         lr.load_state_dict(t["lr"])
         if ema is not None:
             ema.load_state_dict(t["ema"])
+        state["validated_step"] = None  # checkpoints from before it was recorded: trust them
         state.update(t["progress"])
+        if state["validated_step"] is None:
+            state["validated_step"] = state["step"]
     trained = dist.wrap(model, device)
+    budget_s = 60.0 * config.time_budget
+    spent_before = float(state["elapsed_s"])
+    clock_start = math.nan  # set when the loop starts
+
+    def elapsed() -> float:
+        return spent_before + time.perf_counter() - clock_start
+
+    def budget_spent() -> bool:
+        if not budget_s:
+            return False
+        spent = elapsed() >= budget_s
+        if world > 1:  # rank 0's clock decides, so that every rank stops after the same step
+            spent = dist.broadcast_state({"spent": spent}, rank, world)["spent"]
+        return spent
 
     def save_last() -> None:
         if rank == 0:
+            state["elapsed_s"] = elapsed()
             save_checkpoint(last_path, model, train_state={
                 "optimizer": optimizer.state_dict(), "lr": lr.state_dict(),
                 "ema": ema.state_dict() if ema is not None else None, "progress": dict(state),
-                "train_config": config.to_dict()})
+                "data_sizes": sizes, "train_config": recorded.to_dict()})
 
     if rank == 0:
         out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "config.yaml").write_text(json.dumps(config.to_dict(), indent=2))
+        (out_dir / "config.yaml").write_text(json.dumps(recorded.to_dict(), indent=2))
     log_path = out_dir / "log.csv"
     progress = None
     if config.progress and rank == 0:
@@ -215,8 +405,53 @@ def fit(config, *, resume: bool = False) -> dict[str, Any]:
 
         progress = tqdm(total=steps_per_epoch * config.epochs, initial=state["step"],
                         desc="train", unit="step", dynamic_ncols=True)
+
+    def validate(epoch: int, losses: list[float], t0: float) -> None:
+        """Validate the EMA weights on rank 0 (best.pt, log row), share the bookkeeping, close
+        the epoch if it is complete, and write checkpoint_last.pt."""
+        if rank == 0:
+            with ema.swapped(model) if ema is not None else nullcontext():
+                metrics, _ = evaluate(model, valid, batch_size=config.data.valid_batch_size)
+                valid_loss = sum(w * metrics.get(f"{k}_rmse", 0.0) ** 2 for k, w in
+                                 weights.items())
+                first = next(batches(valid, config.data.valid_batch_size)).to(device)
+                with autocast:
+                    eq_err = equivariance_error(model, first)
+                if valid_loss < state["best_valid"]:
+                    state.update(best_valid=valid_loss, best_epoch=epoch, stale=0)
+                    save_checkpoint(out_dir / BEST, model, epoch=epoch, metrics=metrics)
+                else:
+                    state["stale"] += 1
+            model.train()
+            lr.validation(valid_loss)
+            record = {"epoch": epoch + 1, "step": state["step"], "lr": lr.at(state["step"]),
+                      "train_loss": sum(losses) / max(1, len(losses)) if losses else float("nan"),
+                      "valid_loss": valid_loss, "equivariance_error": eq_err,
+                      "time_s": time.perf_counter() - t0, **metrics}
+            _append_csv(log_path, record)
+            msg = (f"epoch {epoch + 1}/{config.epochs} train {record['train_loss']:.4g} "
+                   f"valid {valid_loss:.4g} equivariance {eq_err:.1e}")
+            (progress.write if progress is not None else print)(msg)
+        state.update(dist.broadcast_state(state, rank, world))
+        # the plateau schedule moved on rank 0 only: every rank takes its learning rate from it
+        lr.load_state_dict(dist.broadcast_state(lr.state_dict(), rank, world))
+        state["validated_step"] = state["step"]
+        if state["step_in_epoch"] >= steps_per_epoch:
+            state.update(epoch=epoch + 1, step_in_epoch=0)
+        save_last()
+
+    def stop_reason() -> str | None:
+        if state["epoch"] >= config.epochs:
+            return "epochs"
+        if config.patience and state["stale"] >= config.patience:
+            return "early_stopping"
+        # checked after every step; here for a resumed run that had spent it (never before the
+        # first step: the step that spends the budget is always taken)
+        return "time_budget" if state["step"] and budget_spent() else None
+
     model.train()
-    while state["epoch"] < config.epochs:
+    clock_start = time.perf_counter()
+    while (stopped := stop_reason()) is None:
         epoch, t0, losses = state["epoch"], time.perf_counter(), []
         order = _epoch_order(len(train), config.seed, epoch)
         for s in range(state["step_in_epoch"], steps_per_epoch):
@@ -243,41 +478,24 @@ def fit(config, *, resume: bool = False) -> dict[str, Any]:
             if progress is not None:
                 progress.update(1)
                 progress.set_postfix(epoch=epoch, loss=f"{losses[-1]:.4g}")
+            if budget_spent():  # validated and saved below: a resume goes on from this step
+                break
             if config.checkpoint_every and state["step"] % config.checkpoint_every == 0:
                 save_last()
-        # validation with the averaged weights, on rank 0
-        record = None
-        if rank == 0:
-            with ema.swapped(model) if ema is not None else nullcontext():
-                metrics, _ = evaluate(model, valid, batch_size=config.data.valid_batch_size)
-                valid_loss = sum(w * metrics.get(f"{k}_rmse", 0.0) ** 2 for k, w in
-                                 weights.items())
-                first = next(batches(valid, config.data.valid_batch_size)).to(device)
-                with autocast:
-                    eq_err = equivariance_error(model, first)
-                if valid_loss < state["best_valid"]:
-                    state.update(best_valid=valid_loss, best_epoch=epoch, stale=0)
-                    save_checkpoint(out_dir / BEST, model, epoch=epoch, metrics=metrics)
-                else:
-                    state["stale"] += 1
-            model.train()
-            lr.validation(valid_loss)
-            record = {"epoch": epoch + 1, "step": state["step"], "lr": lr.at(state["step"]),
-                      "train_loss": sum(losses) / max(1, len(losses)) if losses else float("nan"),
-                      "valid_loss": valid_loss, "equivariance_error": eq_err,
-                      "time_s": time.perf_counter() - t0, **metrics}
-            _append_csv(log_path, record)
-            msg = (f"epoch {epoch + 1}/{config.epochs} train {record['train_loss']:.4g} "
-                   f"valid {valid_loss:.4g} equivariance {eq_err:.1e}")
-            (progress.write if progress is not None else print)(msg)
-        state = dist.broadcast_state(state, rank, world)
-        state.update(epoch=epoch + 1, step_in_epoch=0)
-        save_last()
-        if config.patience and state["stale"] >= config.patience:
-            break
+        validate(epoch, losses, t0)
+    if state["validated_step"] != state["step"]:
+        # resumed from a mid-epoch checkpoint with the budget already spent: its weights
+        # were never validated
+        validate(state["epoch"], [], time.perf_counter())
     if progress is not None:
         progress.close()
-    result = {"output": str(out_dir), "best_epoch": state["best_epoch"] + 1}
+    if rank == 0 and stopped != "epochs":
+        why = (f"no better validation loss in {config.patience} validations"
+               if stopped == "early_stopping" else
+               f"time budget of {config.time_budget:g} min spent ({state['elapsed_s']:.3g} s)")
+        print(f"stopped after step {state['step']}: {why}")
+    result = {"output": str(out_dir), "best_epoch": state["best_epoch"] + 1, "stopped": stopped,
+              "steps": state["step"], "elapsed_s": float(state["elapsed_s"])}
     if rank == 0:
         result.update(_finish(out_dir, test, config, device))
     dist.teardown(world)
