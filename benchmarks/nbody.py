@@ -81,7 +81,8 @@ def model_name(layer: str, args) -> str:
     if layer == "linear":
         return "linear x+tv"
     extras = [args.preset]
-    extras += [f"{n}={getattr(args, n)}" for n in ("num_channels", "num_layers") if getattr(args, n)]
+    extras += [f"{n}={getattr(args, n)}" for n in ("num_channels", "num_layers")
+               if getattr(args, n)]
     if layer == "egnn":
         extras += [args.edge_features] if args.edge_features else []
         extras += ["carry"] if args.carry_velocity else []
