@@ -127,7 +127,8 @@ def train_one(layer: str, n_train: int, seed: int, data: dict, args, device) -> 
             "params": sum(p.numel() for p in params)}
 
 
-def main(argv: list[str] | None = None) -> list[dict]:
+def make_parser() -> argparse.ArgumentParser:
+    """The command line (also what the tests parse)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      parents=[standard_parser()])
     parser.add_argument("--layers", nargs="+", default=["egnn"],
@@ -159,7 +160,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--cache", default=None, help="data cache folder (default: user cache)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    args = make_parser().parse_args(argv)
     if args.quick:
         args.layers, args.preset, args.seeds = ["linear", "egnn"], "S", [0]
         args.epochs, args.eval_every, args.train_sizes = 2, 1, [3000]

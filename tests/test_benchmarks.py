@@ -1,0 +1,57 @@
+"""Benchmark scripts: the N-body script's model options reach the builder as asked, and the
+quick modes run end to end (slow)."""
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from equivar.models import build
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _module(name: str):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "benchmarks" /
+                                                  f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _args(argv):
+    nbody = _module("nbody")
+    return nbody, nbody.make_parser().parse_args(argv)
+
+
+def test_nbody_options_keep_the_preset_and_apply_flags():
+    nbody, args = _args(["--preset", "integrator"])
+    options = nbody.model_options("egnn", args)
+    assert options == {"preset": "integrator"}  # the preset's own choices stand
+    torch.manual_seed(0)
+    a = build("nbody", layer="egnn", dtype="float64", **options)
+    nbody, args = _args(["--num-channels", "64", "--num-layers", "8", "--edge-features",
+                         "coulomb", "--carry-velocity", "--share-weights"])
+    torch.manual_seed(0)
+    b = build("nbody", layer="egnn", dtype="float64", **nbody.model_options("egnn", args))
+    for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        assert ka == kb and torch.equal(va, vb)
+    assert nbody.model_name("egnn", args) == ("egnn (M, num_channels=64, num_layers=8, coulomb, "
+                                              "carry, shared)")
+    nbody, args = _args(["--preset", "integrator", "--edge-features", "charges"])
+    model = build("nbody", layer="egnn", **nbody.model_options("egnn", args))
+    assert model.trunk.edge_features == "charges" and model.trunk.carry_velocity
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script", ["nbody.py", "lr_sweep.py"])
+def test_quick_modes_run(script, tmp_path):
+    out = tmp_path / "rows.json"
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--quick", "--json",
+                          str(out)], capture_output=True, text=True, timeout=900, cwd=ROOT)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert out.exists() and out.stat().st_size > 0
