@@ -22,16 +22,18 @@ def _mse(model, ds):
 
 
 SIZES = {
-    "egnn": dict(num_layers=2, num_channels=16),
-    "tfn": dict(num_layers=1, num_channels=8, sh_lmax=1, radial_hidden=(8,)),
+    "egnn": dict(layer="egnn", preset="S", num_layers=2, num_channels=16),
+    "tfn": dict(layer="tfn", preset="S", num_layers=1, num_channels=8, sh_lmax=1,
+                radial_hidden=(8,)),
+    "integrator": dict(layer="egnn", preset="integrator", num_layers=3, num_channels=16),
 }
 
 
-@pytest.mark.parametrize("layer", list(SIZES))
-def test_tiny_training_lowers_the_loss(layer, trajectories):
+@pytest.mark.parametrize("name", list(SIZES))
+def test_tiny_training_lowers_the_loss(name, trajectories):
     torch.manual_seed(0)
     ds = nb.NBodyDataset("val", trajectories=trajectories, input_frames=range(0, 38))
-    model = build("nbody", layer=layer, preset="S", **SIZES[layer])
+    model = build("nbody", **SIZES[name])
     before = _mse(model.eval(), ds).item()
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     model.train()
