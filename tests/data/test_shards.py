@@ -161,6 +161,17 @@ def test_subset_split_and_index_match_the_in_memory_dataset(shards):
         ds[1.0]
 
 
+def test_with_dtype_is_a_view_in_another_dtype(shards):
+    path, data = shards
+    ds = read(path, 3.0, dtype=torch.float64).subset([3, 1])
+    f32 = ds.with_dtype(torch.float32)
+    assert ds.dtype == torch.float64 and f32.dtype == torch.float32 and len(f32) == 2
+    assert_identical(list(f32), list(AtomsDataset([data[3], data[1]], 3.0, dtype=torch.float32)))
+    assert ds[0].pos.dtype == torch.float64  # the original is untouched
+    with pytest.raises(TypeError, match="floating dtype"):
+        ds.with_dtype(torch.int64)
+
+
 def test_statistics_stream_over_shards(shards):
     path, data = shards
     got = compute_statistics(read(path, 3.0, dtype=torch.float64))

@@ -465,6 +465,19 @@ class ShardedDataset(SplitMixin, torch.utils.data.Dataset):
         return self._cutoff
 
     @property
+    def dtype(self) -> torch.dtype:
+        """The floating dtype every graph is built in."""
+        return self._dtype
+
+    def with_dtype(self, dtype: torch.dtype) -> ShardedDataset:
+        """The same structures (a view with its own shard handles), built in ``dtype``."""
+        if not dtype.is_floating_point:
+            raise TypeError(f"dtype must be a floating dtype, got {dtype}")
+        obj = self.subset(range(len(self)))
+        obj._dtype = dtype
+        return obj
+
+    @property
     def manifest(self) -> dict:
         """A copy of the manifest (counts, fields, units, shards, metadata)."""
         return copy.deepcopy(self._manifest)

@@ -100,16 +100,12 @@ def _as_dataset(value: DataObject, name: str, cutoff: float, dtype: torch.dtype)
                 f"model's cutoff) is {cutoff:g}; set data.cutoff={value.cutoff:g} or build the "
                 f"dataset with cutoff={cutoff:g}"
             )
+        if isinstance(value, ShardedDataset):  # builds each graph on access: in our dtype
+            return value if value.dtype == dtype else value.with_dtype(dtype)
         if value[0][K.POSITIONS].dtype == dtype:
             return value
-        if isinstance(value, AtomsDataset):
-            return AtomsDataset(value.atoms if value.atoms is not None else list(value), cutoff,
-                                dtype=dtype)
-        # a ShardedDataset builds each graph on access in its dtype: a view (same indices, own
-        # shard handles) that builds them in the training dtype instead
-        view = value.subset(range(len(value)))
-        view._dtype = dtype
-        return view
+        return AtomsDataset(value.atoms if value.atoms is not None else list(value), cutoff,
+                            dtype=dtype)
     if isinstance(value, (list, tuple)):
         if not value:
             raise ValueError(f"{where} is an empty {type(value).__name__}")
