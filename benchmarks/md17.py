@@ -24,7 +24,9 @@ per-element energies ``e`` (least squares on the training set) and ``s`` the RMS
 training forces, both from ``equivar.data.compute_statistics`` - what ``equivar.train.fit``
 gives its potential. Forces are ``-dE/dpos`` by autograd for every model.
 
-Models: equivar ``build("potential", preset=...)`` (default ``S``; cutoff 5 A). PyG ``SchNet``
+Models: equivar ``build("potential", preset=...)`` (default ``S``, which has the many-body
+product basis, ``correlation=3``, since session 4; cutoff 5 A; ``--equivar-option`` passes any
+other build option). PyG ``SchNet``
 and ``DimeNetPlusPlus`` at the sizes of ``benchmarks/qm9.py``: ``--pyg-size small`` (default;
 SchNet 64 channels, 3 interactions, 25 Gaussians; DimeNet++ hidden 64, 2 blocks, int_emb 32,
 basis_emb 8, out_emb 128, 7 spherical, 6 radial) or ``paper`` (SchNet 128 channels, 6
@@ -33,7 +35,8 @@ cutoff set to ``--cutoff`` (5 A, as equivar; the MD17 molecules have at most 24 
 
 Learning rates and sizes (the defaults) were chosen by one pilot sweep on ethanol, 1000 frames,
 1 CPU minute per model (test force MAE in meV/A, seed 0): equivar S 2e-3: 100, 5e-3: 86, 1e-2:
-71, 2e-2: 54, 5e-2: 41, 1e-1: 35, 2e-1: 36 (preset M at 1e-2: 99, ~10x slower per step);
+71, 2e-2: 54, 5e-2: 41, 1e-1: 35, 2e-1: 36 (preset M at 1e-2: 99, ~10x slower per step;
+S with the product basis, 3 CPU minutes: 5e-2: 14.4, 1e-1: 12.8, 2e-1: diverged);
 SchNet paper 5e-4: 100, 1e-3: 87, 3e-3: 71, 5e-3: 63; SchNet small 3e-3: 36, 1e-2: 28, 2e-2:
 30; DimeNet++ small 1e-3: 29, 3e-3: 27, 1e-2: 36. Each model gets its best (equivar 1e-1,
 SchNet 1e-2, DimeNet++ 3e-3) and the PyG models their small size, which makes ~5x (SchNet)
@@ -124,7 +127,7 @@ def make_model(name: str, stats, args) -> nn.Module:
 
     if name == "equivar":
         return build("potential", preset=args.preset, statistics=stats, cutoff=args.cutoff,
-                     dtype=torch.float32)  # fmt: skip
+                     dtype=torch.float32, **dict(args.equivar_option))  # fmt: skip
     shifts = {int(z): float(e) for z, e in stats.atomic_energies.items()}
     scale = float(stats.forces_rms)
     if name == "schnet":
@@ -258,6 +261,16 @@ def summary_rows(results: list[dict], args) -> list[dict]:
     return rows
 
 
+def _option(text: str) -> tuple[str, object]:
+    """``KEY=VALUE`` with a YAML value, for ``--equivar-option``."""
+    import yaml
+
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, yaml.safe_load(value)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      parents=[standard_parser()])  # fmt: skip
@@ -280,6 +293,10 @@ def main(argv=None) -> None:
                         metavar=("ENERGY", "FORCES"),
                         help="MSE weights of energy per atom (eV) and force components (eV/A)")
     parser.add_argument("--preset", default="S", choices=["S", "M", "L"], help="equivar's size")
+    parser.add_argument("--equivar-option", nargs="+", default=[], type=_option,
+                        metavar="KEY=VALUE",
+                        help="extra options of equivar's build('potential', ...), values in "
+                        "YAML (e.g. correlation=3 num_channels=64 radial_hidden=[64])")
     parser.add_argument("--pyg-size", default="small", choices=list(PYG_SIZES),
                         help="size of PyG's SchNet and DimeNet++ (small: the stronger at a "
                         "few CPU minutes; paper: for long budgets)")  # fmt: skip
@@ -327,7 +344,8 @@ def main(argv=None) -> None:
                     "lr": dict(zip(MODELS, args.lr, strict=True)),
                     "loss_weights": dict(zip(("energy", "forces"), args.loss_weights,
                                              strict=True)),
-                    "preset": args.preset, "pyg_size": args.pyg_size, "cutoff": args.cutoff,
+                    "preset": args.preset, "equivar_options": dict(args.equivar_option),
+                    "pyg_size": args.pyg_size, "cutoff": args.cutoff,
                     "seed": args.seed, "threads": args.threads, "jobs": args.jobs,
                     "device": args.device}  # fmt: skip
         write_json(args.json, "md17", [{**r, "runs": [p for p in results

@@ -5,7 +5,8 @@ For each system: optimise a wavefunction with ``equivar.qmc.vmc`` (natural gradi
 SPRING, optional Hartree-Fock pre-training), then evaluate the energy with frozen parameters and a
 blocking error bar. Reported: the energy +- error, its distance to the exact non-relativistic
 energy (mHa), the percentage of the correlation energy recovered
-``(E_HF - E) / (E_HF - E_exact)``, FermiNet's published energy, and the wall time.
+``(E_HF - E) / (E_HF - E_exact)``, FermiNet's and PauliNet's published energies, and the wall
+time.
 
     python benchmarks/vmc.py --quick                      # He and H2, small, minutes on a CPU
     python benchmarks/vmc.py --device cuda --json out.json  # all five, FermiNet-sized (GPU)
@@ -42,6 +43,11 @@ HARTREE_FOCK = {"He": -2.86168, "Li": -7.432727, "Be": -14.573023, "H2": -1.1336
 #: FermiNet (Pfau et al., Phys. Rev. Research 2, 033429 (2020), tables 1 (Li, Be) and 2 (LiH);
 #: 2e5 KFAC steps, batch 4096, 16 determinants); error bars 1e-5, 3e-5, 1e-5 Ha
 FERMINET = {"Li": -7.47798, "Be": -14.66733, "LiH": -8.07050}
+#: PauliNet (Hermann, Schaetzle, Noe, Nat. Chem. 12, 891 (2020)), the full ansatz (multi-
+#: determinant Slater-Jastrow with backflow, "MD-SJBF", 6 determinants from a CAS), VMC, from
+#: the paper's data repository noegroup/dlqmc-project, data/final/small-systems.csv (commit
+#: 334a7602), error bars 1.5e-5, 1.0e-4, 1.4e-4 Ha; He and Li were not among its systems
+PAULINET = {"H2": -1.174468, "LiH": -8.070272, "Be": -14.667290}
 
 
 def parse_args() -> argparse.Namespace:
@@ -88,6 +94,7 @@ def _display(row: dict) -> dict:
         "HF": f"{row['hf']:.6f}",
         "corr %": f"{row['corr_pct']:.1f}",
         "FermiNet": "-" if row["ferminet"] is None else f"{row['ferminet']:.5f}",
+        "PauliNet": "-" if row["paulinet"] is None else f"{row['paulinet']:.6f}",
         "var(E_L)": f"{row['variance']:.2g}",
         "tau": f"{row['tau']:.1f}",
         "iters": row["iterations"],
@@ -127,6 +134,7 @@ def main() -> None:
             "hf": hf,
             "corr_pct": 100 * (hf - result.energy) / (hf - exact),
             "ferminet": ferminet,
+            "paulinet": PAULINET.get(name),
             "variance": result.variance,
             "tau": result.estimate.tau if result.estimate else math.nan,
             "iterations": args.iterations,

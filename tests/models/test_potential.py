@@ -195,4 +195,4 @@ def test_build_rejects_unknown_options_with_a_suggestion():
 
 def test_repr_reads_like_the_architecture():
     text = repr(small_potential())
-    assert "TensorProductConv(" in text and "->" in text and "backend=auto->e3nn on cpu" in text
+    assert "TensorProductConv(" in text and "->" in text and "backend=auto->dense on cpu" in text

@@ -29,6 +29,22 @@ def test_round_trip_gives_the_same_predictions(tmp_path):
     assert set(data["versions"]) >= {"equivar", "torch", "e3nn"}
 
 
+def test_checkpoints_from_before_the_product_basis_still_load(tmp_path):
+    """A config saved before ``correlation`` existed lacks the key; it rebuilds the pairwise
+    model it was, not the presets' newer default (3)."""
+    old = build("potential", preset="S", species=[1, 6], num_channels=4, cutoff=3.5,
+                correlation=1, dtype="float64")
+    path = tmp_path / "old.pt"
+    save_checkpoint(path, old)
+    data = torch.load(path, weights_only=True)
+    del data["config"]["correlation"]
+    torch.save(data, path)
+    loaded = load_checkpoint(path)
+    assert all(block.product is None for block in loaded.backbone.blocks)
+    batch = random_molecule_batch(n_graphs=1, species=(1, 6), cutoff=3.5, seed=0)
+    assert torch.equal(loaded(batch)["energy"], old.eval()(batch)["energy"])
+
+
 def test_missing_truncated_and_unsafe_files_are_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_checkpoint(tmp_path / "none.pt")

@@ -21,6 +21,7 @@ _WHERE = {
     "edge_layout": "layout",
     "conv_reference": "reference",
     "fused_conv": "fused",
+    "dense_conv": "dense",
 }
 __all__ = sorted(_WHERE)
 __getattr__, __dir__ = lazy_attributes(__name__, _WHERE, __all__)

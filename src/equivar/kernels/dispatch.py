@@ -1,7 +1,9 @@
 """Which implementation runs the convolution, decided per call from the tensors' device.
 
-* ``"auto"`` (default): the fused Triton kernel on CUDA, the e3nn reference on CPU.
+* ``"auto"`` (default): the fused Triton kernel on CUDA, the dense contraction elsewhere.
 * ``"e3nn"``: the reference (gather, e3nn ``TensorProduct``, scatter), everywhere.
+* ``"dense"``: all paths as a few stacked dense contractions (:mod:`equivar.kernels.dense`),
+  plain torch, everywhere; differentiated by autograd.
 * ``"triton"``: the fused kernel; on CPU only under ``TRITON_INTERPRET=1`` (slow, for tests).
 * ``"cuequivariance"``: NVIDIA's fused kernels, when the package is installed.
 
@@ -19,7 +21,7 @@ import torch
 from equivar.kernels.layout import EdgeLayout
 from equivar.kernels.spec import ConvSpec
 
-BACKENDS = ("auto", "e3nn", "triton", "cuequivariance")
+BACKENDS = ("auto", "e3nn", "dense", "triton", "cuequivariance")
 
 _warned: set[str] = set()
 _self_checked: dict[tuple, str] = {}
@@ -58,7 +60,7 @@ def availability() -> dict[str, tuple[bool, str]]:
     """``{backend: (usable, reason if not)}`` on this machine, for reports and the CLI."""
     from equivar.kernels import triton_conv
 
-    return {"e3nn": (True, ""), "triton": triton_conv.available(),
+    return {"e3nn": (True, ""), "dense": (True, ""), "triton": triton_conv.available(),
             "cuequivariance": _cueq_available()}
 
 
@@ -66,12 +68,12 @@ def resolve(requested: str, device: torch.device) -> str:
     """The backend that will actually run for tensors on ``device`` (warns once on fallback)."""
     from equivar.kernels import triton_conv
 
-    if requested == "e3nn":
-        return "e3nn"
+    if requested in ("e3nn", "dense"):
+        return requested
     if requested == "auto":
         if device.type == "cuda" and triton_conv.available()[0]:
             return "triton"
-        return "e3nn"
+        return "dense"
     if requested == "triton":
         ok, why = triton_conv.available()
         if not ok:
@@ -92,6 +94,11 @@ def resolve(requested: str, device: torch.device) -> str:
 
 
 def _run(backend: str, spec: ConvSpec, x, y, w, layout: EdgeLayout) -> torch.Tensor:
+    if backend == "dense":
+        from equivar.kernels.dense import dense_conv
+
+        return dense_conv(spec, x, y, w, layout.sender.long(), layout.receiver.long(),
+                          layout.n_nodes)  # fmt: skip
     if backend == "triton":
         from equivar.kernels.fused import fused_conv
 
@@ -150,7 +157,7 @@ def conv(
     """
     from equivar.kernels import triton_conv
 
-    if not (backend == "triton" and triton_conv.interpreting()):
+    if backend != "dense" and not (backend == "triton" and triton_conv.interpreting()):
         key = (backend, spec.key, x.device, x.dtype)
         if key not in _self_checked:
             with torch.inference_mode(False), torch.enable_grad():  # callers may be in no_grad

@@ -37,6 +37,8 @@ class EquivariantBackbone(nn.Module):
         graph_inputs: embed total charge and spin (default True).
         norm: equivariant RMS norm before each block after the first.
         backend: convolution backend.
+        correlation: order of each block's many-body product basis (default 1: none; 2-3 give
+            MACE-like 3- and 4-body features per layer, see :class:`~equivar.nn.ProductBasis`).
 
     Shapes:
         z: [n_nodes], edge_vec: [n_edges, 3], edge_index: [2, n_edges], batch: [n_nodes],
@@ -60,6 +62,7 @@ class EquivariantBackbone(nn.Module):
         graph_inputs: bool = True,
         norm: bool = False,
         backend: str = "auto",
+        correlation: int = 1,
     ) -> None:
         super().__init__()
         if num_layers < 1:
@@ -82,6 +85,8 @@ class EquivariantBackbone(nn.Module):
                 avg_num_neighbors,
                 norm=norm and i > 0,
                 backend=backend,
+                correlation=correlation,
+                num_species=len(self.species),
             )
             blocks.append(block)
             irreps = block.irreps_out
@@ -97,7 +102,10 @@ class EquivariantBackbone(nn.Module):
         total_charge: torch.Tensor,
         spin: torch.Tensor,
         validate: bool = True,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        all_layers: bool = False,
+    ) -> tuple[torch.Tensor | list[torch.Tensor], torch.Tensor, torch.Tensor]:
+        """``(node_feats, species_index, edge_len)``; with ``all_layers`` the first item is the
+        list of every block's output (the last one is ``node_feats``)."""
         species_index = self.species_embedding.species_index(z, validate)  # [n_nodes]
         h = self.species_embedding.embed(species_index)  # [n_nodes, num_channels]
         if self.graph_embedding is not None:
@@ -105,6 +113,8 @@ class EquivariantBackbone(nn.Module):
         edge_len = torch.linalg.vector_norm(edge_vec, dim=-1)  # [n_edges]
         edge_radial = self.radial(edge_len)  # [n_edges, num_basis]
         edge_sh = self.sh(edge_vec)  # [n_edges, sh.dim]
+        layers = []
         for block in self.blocks:
-            h = block(h, edge_sh, edge_radial, edge_index)  # [n_nodes, irreps.dim]
-        return h, species_index, edge_len
+            h = block(h, edge_sh, edge_radial, edge_index, species_index)  # [n_nodes, irreps.dim]
+            layers.append(h)
+        return (layers if all_layers else h), species_index, edge_len

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
+from e3nn import o3
 from torch import nn
 
 from equivar import keys
@@ -53,6 +54,7 @@ class PotentialModel(nn.Module):
         forces: bool = True,
         stress: bool | None = None,
         readout_hidden: int = 16,
+        layer_readouts: bool = False,
         config: Mapping | None = None,
         **backbone: Any,
     ) -> None:
@@ -62,6 +64,12 @@ class PotentialModel(nn.Module):
         self.species = self.backbone.species
         self.cutoff = self.backbone.cutoff
         self.readout = ScalarHead(self.backbone.irreps_out, 1, readout_hidden)
+        #: with ``layer_readouts``, a linear energy readout of every block but the last (whose
+        #: output goes through ``readout``); the atomic energy is their sum (as in MACE)
+        self.layer_readouts = (
+            nn.ModuleList(o3.Linear(b.irreps_out, "1x0e") for b in self.backbone.blocks[:-1])
+            if layer_readouts else None
+        )  # fmt: skip
         self.scale_shift = AtomicShiftScale(self.species, atomic_energies, energy_scale)
         self.zbl = ZBLRepulsion() if zbl else None
         self.compute_forces = bool(forces)
@@ -95,10 +103,14 @@ class PotentialModel(nn.Module):
             if stress:
                 pos, cell, displacement = attach_strain(pos, cell, g.batch)
             edge_vec = edge_vectors(pos, g.edge_index, g.shifts, cell, g.batch)  # [n_edges, 3]
-            node_feats, species_index, edge_len = self.backbone(
-                g.z, edge_vec, g.edge_index, g.batch, g.total_charge, g.spin, self.validate
+            layers, species_index, edge_len = self.backbone(
+                g.z, edge_vec, g.edge_index, g.batch, g.total_charge, g.spin, self.validate,
+                all_layers=True,
             )
-            node_energy = self.readout(node_feats).squeeze(-1)  # [n_nodes]
+            node_energy = self.readout(layers[-1]).squeeze(-1)  # [n_nodes]
+            if self.layer_readouts is not None:
+                for readout, h in zip(self.layer_readouts, layers[:-1], strict=True):
+                    node_energy = node_energy + readout(h).squeeze(-1)
             node_energy = self.scale_shift(node_energy, species_index)
             if self.zbl is not None:
                 node_energy = node_energy + self.zbl(g.z, edge_len, g.edge_index)
@@ -119,6 +131,8 @@ class PotentialModel(nn.Module):
         lines = [f"{type(self).__name__}(species={self.species}, cutoff={self.cutoff}"]
         lines += [f"  {b!r}".replace("\n", "\n  ") for b in self.backbone.blocks]
         lines.append(f"  {self.readout!r}")
+        if self.layer_readouts is not None:
+            lines.append(f"  + linear energy readouts of blocks 1..{len(self.layer_readouts)}")
         if self.zbl is not None:
             lines.append("  ZBLRepulsion()")
         return "\n".join(lines) + "\n)"

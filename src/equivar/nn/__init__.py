@@ -9,6 +9,7 @@ from equivar.nn.geometry import edge_vectors
 from equivar.nn.harmonics import EdgeSphericalHarmonics
 from equivar.nn.interaction import InteractionBlock
 from equivar.nn.norm import EquivariantRMSNorm
+from equivar.nn.product import ProductBasis
 from equivar.nn.radial import (
     BesselBasis,
     GaussianBasis,
@@ -29,6 +30,7 @@ __all__ = [
     "GraphInputEmbedding",
     "InteractionBlock",
     "PolynomialCutoff",
+    "ProductBasis",
     "RadialEmbedding",
     "RadialMLP",
     "SE3TransformerBlock",

@@ -10,6 +10,7 @@ from e3nn import o3
 from torch import nn
 
 from equivar.kernels import dispatch
+from equivar.kernels import dense
 from equivar.kernels.layout import cached_edge_layout
 from equivar.kernels.spec import ConvSpec
 from equivar.nn.radial import RadialMLP
@@ -67,8 +68,9 @@ class TensorProductConv(nn.Module):
         avg_num_neighbors: the sum is divided by this (dataset mean), so that the output scale
             does not grow with density (default 1).
         backend: implementation of the gather + tensor product + sum (:mod:`equivar.kernels`):
-            ``"auto"`` (fused Triton kernel on CUDA, e3nn on CPU), ``"e3nn"`` (the reference),
-            ``"triton"`` or ``"cuequivariance"``. Parameters and results do not depend on it.
+            ``"auto"`` (fused Triton kernel on CUDA, ``"dense"`` elsewhere), ``"e3nn"`` (the
+            reference), ``"dense"`` (stacked dense contractions, plain torch), ``"triton"`` or
+            ``"cuequivariance"``. Parameters and results do not depend on it.
 
     Shapes:
         node_feats: [n_nodes, irreps_in.dim], edge_sh: [n_edges, irreps_sh.dim],
@@ -128,7 +130,9 @@ class TensorProductConv(nn.Module):
         n_nodes = node_feats.shape[0]
         agg = None
         backend = dispatch.resolve(self.backend, node_feats.device)
-        if backend != "e3nn":
+        if backend == "dense":  # plain torch, no self-check needed: autograd differentiates it
+            agg = dense.dense_conv(self.spec, h, edge_sh, weights, sender, receiver, n_nodes)
+        elif backend != "e3nn":
             layout = cached_edge_layout(edge_index, n_nodes)  # built once per graph
             agg = dispatch.conv(self.spec, h, edge_sh, weights, layout, backend)
         if agg is None:  # the reference: materialises one message per edge

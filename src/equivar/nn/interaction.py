@@ -11,10 +11,16 @@ from torch import nn
 from equivar.nn.conv import TensorProductConv
 from equivar.nn.gate import GatedActivation
 from equivar.nn.norm import EquivariantRMSNorm
+from equivar.nn.product import ProductBasis
 
 
 class InteractionBlock(nn.Module):
     r"""``h -> h + Gate(Conv(h) + Linear(h))`` (the residual only where irreps match).
+
+    With ``correlation`` > 1 the convolution's output (the neighbour density, ``irreps_out``)
+    first goes through a :class:`~equivar.nn.ProductBasis` of that order and a linear layer:
+    ``h -> h + Gate(Linear(Product(Conv(h), species)) + Linear(h))``, so one block sees
+    ``correlation + 1``-body terms, not only pairs.
 
     Args:
         irreps_in: node features in.
@@ -25,10 +31,14 @@ class InteractionBlock(nn.Module):
         avg_num_neighbors: normalisation of the neighbour sum.
         norm: apply :class:`EquivariantRMSNorm` to the input first (default False).
         backend: convolution backend, see :mod:`equivar.kernels` (default ``"auto"``).
+        correlation: order of the product basis (default 1: none). Needs ``irreps_out`` of one
+            multiplicity and ``num_species``.
+        num_species: rows of the product basis's species-wise weights.
 
     Shapes:
         node_feats: [n_nodes, irreps_in.dim], edge_sh: [n_edges, irreps_sh.dim],
-        edge_radial: [n_edges, num_radial], edge_index: [2, n_edges] -> [n_nodes, irreps_out.dim]
+        edge_radial: [n_edges, num_radial], edge_index: [2, n_edges],
+        species_index: [n_nodes] (with ``correlation`` > 1) -> [n_nodes, irreps_out.dim]
     """
 
     def __init__(
@@ -41,16 +51,27 @@ class InteractionBlock(nn.Module):
         avg_num_neighbors: float = 1.0,
         norm: bool = False,
         backend: str = "auto",
+        correlation: int = 1,
+        num_species: int | None = None,
     ) -> None:
         super().__init__()
         self.irreps_in = o3.Irreps(irreps_in)
         self.gate = GatedActivation(irreps_out)
         self.irreps_out = self.gate.irreps_out
         self.norm = EquivariantRMSNorm(self.irreps_in) if norm else None
+        if correlation > 1:
+            if num_species is None:
+                raise ValueError("correlation > 1 needs num_species (species-wise weights)")
+            self.product = ProductBasis(self.irreps_out, correlation, num_species)
+            self.product_linear = o3.Linear(self.irreps_out, self.gate.irreps_in)
+            conv_out = self.irreps_out
+        else:
+            self.product = self.product_linear = None
+            conv_out = self.gate.irreps_in
         self.conv = TensorProductConv(
             self.irreps_in,
             irreps_sh,
-            self.gate.irreps_in,
+            conv_out,
             num_radial,
             radial_hidden,
             avg_num_neighbors,
@@ -65,16 +86,22 @@ class InteractionBlock(nn.Module):
         edge_sh: torch.Tensor,
         edge_radial: torch.Tensor,
         edge_index: torch.Tensor,
+        species_index: torch.Tensor | None = None,
     ) -> torch.Tensor:
         h = self.norm(node_feats) if self.norm is not None else node_feats
-        pre = self.conv(h, edge_sh, edge_radial, edge_index) + self.self_interaction(h)
+        density = self.conv(h, edge_sh, edge_radial, edge_index)
+        if self.product is not None:
+            if species_index is None:
+                raise ValueError("this block has a product basis: pass species_index")
+            density = self.product_linear(self.product(density, species_index))
+        pre = density + self.self_interaction(h)
         update = self.gate(pre)  # [n_nodes, irreps_out.dim]
         return node_feats + update if self.residual else update
 
     def __repr__(self) -> str:
         extra = ", residual" if self.residual else ""
         extra += ", norm" if self.norm is not None else ""
-        return (
-            f"{type(self).__name__}({self.irreps_in} -> {self.irreps_out}{extra})\n"
-            f"  {self.conv!r}"
-        )
+        text = f"{type(self).__name__}({self.irreps_in} -> {self.irreps_out}{extra})\n  {self.conv!r}"
+        if self.product is not None:
+            text += f"\n  {self.product!r}"
+        return text

@@ -118,9 +118,11 @@ def model_from_checkpoint_data(
     ``dtype`` rebuilds it in another precision (built, not cast, so coefficients stay exact).
     """
     from equivar.models import build
+    from equivar.models.build import with_legacy_defaults
 
     options = dict(data["config"])
     name = options.pop("name")
+    options = with_legacy_defaults(name, options)
     if dtype is not None:
         options["dtype"] = str(dtype).removeprefix("torch.")
     model = build(name, **options)

@@ -152,6 +152,7 @@ def finetune_model(config, train, statistics, dtype: torch.dtype) -> tuple[nn.Mo
             patterns that match nothing, a corrupt checkpoint.
     """
     from equivar.models import build
+    from equivar.models.build import with_legacy_defaults
     from equivar.nn.embedding import resolve_species
     from equivar.train.checkpoint import read_checkpoint
 
@@ -159,6 +160,7 @@ def finetune_model(config, train, statistics, dtype: torch.dtype) -> tuple[nn.Mo
     saved = read_checkpoint(path)
     ck = dict(saved["config"])
     name = ck.pop("name")
+    ck = with_legacy_defaults(name, ck)
     if name != config.model.name:
         raise ValueError(f"init_from {path!r} holds a {name!r} model but model.name is "
                          f"{config.model.name!r}")

@@ -1,0 +1,120 @@
+"""The dense backend (stacked contractions, plain torch) equals the e3nn reference: value,
+gradient and second derivatives in float32 and float64, odd sizes, isolated nodes, empty and
+unsorted edge sets; a potential on it is equivariant and conservative; it is the CPU default."""
+
+import pytest
+import torch
+
+from equivar.kernels.dense import dense_conv
+from equivar.kernels.spec import ConvSpec
+from equivar.models import build
+from equivar.testing import assert_conservative, assert_equivariant
+from equivar.testing.fixtures import random_molecule_batch
+from tests.kernels.conftest import make_tp
+from tests.kernels.test_dispatch import TINY
+from tests.kernels.test_fused import SPECS, _close, _inputs, _reference
+
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)]
+
+
+@pytest.fixture(params=DEVICES)
+def device(request):
+    if request.param == "cuda" and not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    return torch.device(request.param)
+
+
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_value_gradient_and_second_derivatives(name, dtype, device):
+    irreps, lmax, keep = SPECS[name]
+    tp = make_tp(irreps, lmax, keep, dtype).to(device)
+    spec = ConvSpec.from_e3nn(tp)
+    n, e = 7, 13
+    (x, y, w), index = _inputs(tp, n, e, dtype, device=device)
+    got = dense_conv(spec, x, y, w, index[0], index[1], n)
+    want = _reference(tp, x, y, w, index, n)
+    _close(got, want, dtype, "value")
+    assert torch.all(got[n - 1] == 0), "an isolated node must receive exactly zero"
+
+    cot = torch.randn(want.shape, dtype=dtype, generator=torch.Generator().manual_seed(1))
+    cot = cot.to(device)
+    g_got = torch.autograd.grad((got * cot).sum(), (x, y, w), create_graph=True)
+    g_want = torch.autograd.grad((want * cot).sum(), (x, y, w), create_graph=True)
+    for a, b, what in zip(g_got, g_want, ("d/dx", "d/dy", "d/dw"), strict=True):
+        _close(a, b, dtype, what)
+    s_got = sum((a * a).sum() for a in g_got)
+    s_want = sum((b * b).sum() for b in g_want)
+    h_got = torch.autograd.grad(s_got, (x, y, w))
+    h_want = torch.autograd.grad(s_want, (x, y, w))
+    for a, b, what in zip(h_got, h_want, ("d2/dx", "d2/dy", "d2/dw"), strict=True):
+        _close(a, b, dtype, what)
+
+
+def test_empty_edge_set_and_edge_order():
+    tp = make_tp(*SPECS["uniform"])
+    spec = ConvSpec.from_e3nn(tp)
+    kw = {"dtype": torch.float64, "requires_grad": True}
+    x = torch.randn(4, tp.irreps_in1.dim, **kw)
+    empty = torch.zeros(2, 0, dtype=torch.long)
+    out = dense_conv(spec, x, torch.zeros(0, tp.irreps_in2.dim, **kw),
+                     torch.zeros(0, tp.weight_numel, **kw), empty[0], empty[1], 4)  # fmt: skip
+    assert out.shape == (4, spec.out_dim) and torch.all(out == 0)
+    (gx,) = torch.autograd.grad(out.sum(), x)
+    assert torch.all(gx == 0)
+
+    tp = make_tp(*SPECS["mixed"])
+    spec = ConvSpec.from_e3nn(tp)
+    (x, y, w), index = _inputs(tp, 6, 20, torch.float64, seed=5, isolated=False)
+    perm = torch.randperm(20, generator=torch.Generator().manual_seed(2))
+    a = dense_conv(spec, x, y, w, index[0], index[1], 6)
+    b = dense_conv(spec, x, y[perm], w[perm], index[0, perm], index[1, perm], 6)
+    _close(a, b, torch.float64, "permuted edges")
+
+
+def test_auto_is_dense_on_cpu_and_the_repr_says_so():
+    model = build("potential", **TINY, dtype="float64")
+    conv = model.backbone.blocks[0].conv
+    assert conv.backend == "auto" and conv.resolved_backend(torch.device("cpu")) == "dense"
+    assert "backend=auto->dense on cpu" in repr(conv)
+
+
+def _models():
+    reference = build("potential", **TINY, backend="e3nn", dtype="float64")
+    model = build("potential", **TINY, backend="dense", dtype="float64")
+    model.load_state_dict(reference.state_dict())
+    return reference, model
+
+
+def test_potential_matches_e3nn_is_equivariant_and_conservative():
+    reference, model = _models()
+    batch = random_molecule_batch(n_graphs=2, n_atoms=(3, 4), cutoff=TINY["cutoff"], seed=1)
+    want, got = reference(batch), model(batch)
+    for key in ("energy", "forces"):
+        err = (got[key] - want[key]).abs().max() / want[key].abs().max()
+        assert err < 1e-12, f"dense {key} differs from e3nn by {err:.1e}"
+    assert_equivariant(model, batch, n_rotations=2)
+    one = random_molecule_batch(n_graphs=1, n_atoms=4, cutoff=TINY["cutoff"], seed=1)
+    assert_conservative(model, one, n_checks=2, loop_points=8, check_stress=False)
+
+
+def test_float32_potential_is_equivariant():
+    model = build("potential", **TINY, backend="dense", dtype="float32")
+    batch = random_molecule_batch(n_graphs=2, n_atoms=(3, 4), cutoff=TINY["cutoff"], seed=3,
+                                  dtype=torch.float32)
+    assert_equivariant(model, batch, n_rotations=2)
+
+
+def test_training_step_with_forces_in_the_loss_matches_e3nn():
+    reference, model = _models()
+    batch = random_molecule_batch(n_graphs=1, n_atoms=3, cutoff=TINY["cutoff"], seed=2)
+    grads = []
+    for m in (reference, model):
+        out = m(batch)
+        loss = out["energy"].square().sum() + out["forces"].square().sum()
+        grads.append(torch.autograd.grad(loss, list(m.parameters()), allow_unused=True))
+    for (name, _), a, b in zip(reference.named_parameters(), *grads, strict=True):
+        if a is None:
+            assert b is None
+            continue
+        err = float((a - b).abs().max() / a.abs().max().clamp(min=1e-30))
+        assert err < 1e-10, f"gradient of {name} differs by {err:.1e}"
