@@ -1,5 +1,5 @@
-"""Benchmark scripts: the N-body script's model options reach the builder as asked, and the
-quick modes run end to end (slow)."""
+"""Benchmark scripts: the N-body and MD17 scripts' model options reach the builder as asked, and
+the quick modes run end to end (slow)."""
 
 import importlib.util
 import subprocess
@@ -45,6 +45,26 @@ def test_nbody_options_keep_the_preset_and_apply_flags():
     nbody, args = _args(["--preset", "integrator", "--edge-features", "charges"])
     model = build("nbody", layer="egnn", **nbody.model_options("egnn", args))
     assert model.trunk.edge_features == "charges" and model.trunk.carry_velocity
+
+
+def test_md17_equivar_options_reach_the_builder():
+    md17 = _module("md17")
+    key, value = md17._option("radial_hidden=[16, 8]")
+    assert (key, value) == ("radial_hidden", [16, 8])
+    with pytest.raises(Exception, match="KEY=VALUE"):
+        md17._option("correlation")
+
+    class Args:
+        preset, cutoff = "S", 4.0
+        equivar_option = [("correlation", 1), ("num_channels", 8)]
+
+    stats = {"species": [1, 6, 8], "mean_num_neighbors": 5.0}
+    model = md17.make_model("equivar", stats, Args)
+    assert model.config["correlation"] == 1 and model.config["num_channels"] == 8
+    assert model.config["cutoff"] == 4.0 and model.species == [1, 6, 8]
+    Args.equivar_option = [("corelation", 1)]
+    with pytest.raises(ValueError, match="did you mean 'correlation'"):
+        md17.make_model("equivar", stats, Args)
 
 
 @pytest.mark.slow
