@@ -173,12 +173,17 @@ def main(argv=None) -> int:
                         help="multiply nodes and edges of each row (default 1 on CUDA, 0.05 "
                              "on CPU)")
     parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default: torch's; 1 on a shared CPU, where "
+                        "spinning threads of two processes slow each other down)")
     parser.add_argument("--bandwidth-gbs", type=float, default=3350.0,
                         help="device memory bandwidth for the floor (H100 SXM HBM3: 3350)")
     parser.add_argument("--preset", default="M", choices=["S", "M", "L"])
     parser.add_argument("--train-atoms", type=int, default=1000)
     parser.add_argument("--skip-training", action="store_true")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     dtype = getattr(torch, args.dtype)
     if args.scale is None:

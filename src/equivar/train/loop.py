@@ -462,8 +462,16 @@ def fit(
             loss, _ = total_loss(out, batch, weights, config.loss, counts=counts, world=world)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            if config.optim.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
+            # the norm of the (all-reduced) gradient: the same on every rank, so all stop together
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(),
+                                                       config.optim.grad_clip or math.inf)
+            if not torch.isfinite(grad_norm):
+                raise FloatingPointError(
+                    f"training diverged at step {state['step'] + 1} (epoch {epoch + 1}): the "
+                    f"gradient is not finite (loss {float(loss.detach()):.4g}); this step was "
+                    f"not taken, and {out_dir / BEST} and {last_path} keep the last weights they "
+                    f"were written with. Lower optim.lr (now {config.optim.lr:g}), or set "
+                    f"optim.grad_clip (now {config.optim.grad_clip:g}), then train again")
             optimizer.step()
             if ema is not None:
                 ema.update(model)
