@@ -43,3 +43,46 @@ def make_tp(irreps_in: str, sh_lmax: int, keep=("0e", "1o", "2e"), dtype=torch.f
     finally:
         torch.set_default_dtype(previous)
     return tp.to(dtype)
+
+
+def assert_close(a, b, dtype, what):
+    """Relative (to max(|b|, 1)) agreement: 1e-12 in float64, 2e-5 in float32."""
+    scale = b.abs().max().clamp(min=1.0)
+    tol = 1e-12 if dtype == torch.float64 else 2e-5
+    err = float((a - b).abs().max().detach() / scale.detach())
+    assert err < tol, f"{what}: relative error {err:.2e} > {tol:.0e}"
+
+
+def assert_matches_reference(got, want, inputs, dtype, second_order=True):
+    """``got`` equals ``want`` (both functions of ``inputs = (x, y, w)``) in value, in the
+    gradient of a random projection, and (``second_order``) in the gradient of that gradient's
+    squared norm: the derivatives forces in a loss need."""
+    assert_close(got, want, dtype, "value")
+    cot = torch.randn(want.shape, dtype=dtype, generator=torch.Generator().manual_seed(1))
+    cot = cot.to(want.device)
+    g_got = torch.autograd.grad((got * cot).sum(), inputs, create_graph=True)
+    g_want = torch.autograd.grad((want * cot).sum(), inputs, create_graph=True)
+    for a, b, what in zip(g_got, g_want, ("d/dx", "d/dy", "d/dw"), strict=True):
+        assert_close(a, b, dtype, what)
+    if not second_order:
+        return
+    h_got = torch.autograd.grad(sum((a * a).sum() for a in g_got), inputs)
+    h_want = torch.autograd.grad(sum((b * b).sum() for b in g_want), inputs)
+    for a, b, what in zip(h_got, h_want, ("d2/dx", "d2/dy", "d2/dw"), strict=True):
+        assert_close(a, b, dtype, what)
+
+
+def assert_same_parameter_gradients(reference, model, batch, tol=1e-10):
+    """One training step's parameter gradients (energy and forces in the loss, so the
+    convolution is differentiated twice) agree between two models with the same weights."""
+    grads = []
+    for m in (reference, model):
+        out = m(batch)
+        loss = out["energy"].square().sum() + out["forces"].square().sum()
+        grads.append(torch.autograd.grad(loss, list(m.parameters()), allow_unused=True))
+    for (name, _), a, b in zip(reference.named_parameters(), *grads, strict=True):
+        if a is None:
+            assert b is None
+            continue
+        err = float((a - b).abs().max() / a.abs().max().clamp(min=1e-30))
+        assert err < tol, f"gradient of {name} differs by {err:.1e}"

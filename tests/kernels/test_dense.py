@@ -10,9 +10,14 @@ from equivar.kernels.spec import ConvSpec
 from equivar.models import build
 from equivar.testing import assert_conservative, assert_equivariant
 from equivar.testing.fixtures import random_molecule_batch
-from tests.kernels.conftest import make_tp
+from tests.kernels.conftest import (
+    assert_close,
+    assert_matches_reference,
+    assert_same_parameter_gradients,
+    make_tp,
+)
 from tests.kernels.test_dispatch import TINY
-from tests.kernels.test_fused import SPECS, _close, _inputs, _reference
+from tests.kernels.test_fused import SPECS, _inputs, _reference
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)]
 
@@ -33,21 +38,8 @@ def test_value_gradient_and_second_derivatives(name, dtype, device):
     (x, y, w), index = _inputs(tp, n, e, dtype, device=device)
     got = dense_conv(spec, x, y, w, index[0], index[1], n)
     want = _reference(tp, x, y, w, index, n)
-    _close(got, want, dtype, "value")
     assert torch.all(got[n - 1] == 0), "an isolated node must receive exactly zero"
-
-    cot = torch.randn(want.shape, dtype=dtype, generator=torch.Generator().manual_seed(1))
-    cot = cot.to(device)
-    g_got = torch.autograd.grad((got * cot).sum(), (x, y, w), create_graph=True)
-    g_want = torch.autograd.grad((want * cot).sum(), (x, y, w), create_graph=True)
-    for a, b, what in zip(g_got, g_want, ("d/dx", "d/dy", "d/dw"), strict=True):
-        _close(a, b, dtype, what)
-    s_got = sum((a * a).sum() for a in g_got)
-    s_want = sum((b * b).sum() for b in g_want)
-    h_got = torch.autograd.grad(s_got, (x, y, w))
-    h_want = torch.autograd.grad(s_want, (x, y, w))
-    for a, b, what in zip(h_got, h_want, ("d2/dx", "d2/dy", "d2/dw"), strict=True):
-        _close(a, b, dtype, what)
+    assert_matches_reference(got, want, (x, y, w), dtype)
 
 
 def test_empty_edge_set_and_edge_order():
@@ -68,7 +60,7 @@ def test_empty_edge_set_and_edge_order():
     perm = torch.randperm(20, generator=torch.Generator().manual_seed(2))
     a = dense_conv(spec, x, y, w, index[0], index[1], 6)
     b = dense_conv(spec, x, y[perm], w[perm], index[0, perm], index[1, perm], 6)
-    _close(a, b, torch.float64, "permuted edges")
+    assert_close(a, b, torch.float64, "permuted edges")
 
 
 def test_auto_is_dense_on_cpu_and_the_repr_says_so():
@@ -107,14 +99,4 @@ def test_float32_potential_is_equivariant():
 def test_training_step_with_forces_in_the_loss_matches_e3nn():
     reference, model = _models()
     batch = random_molecule_batch(n_graphs=1, n_atoms=3, cutoff=TINY["cutoff"], seed=2)
-    grads = []
-    for m in (reference, model):
-        out = m(batch)
-        loss = out["energy"].square().sum() + out["forces"].square().sum()
-        grads.append(torch.autograd.grad(loss, list(m.parameters()), allow_unused=True))
-    for (name, _), a, b in zip(reference.named_parameters(), *grads, strict=True):
-        if a is None:
-            assert b is None
-            continue
-        err = float((a - b).abs().max() / a.abs().max().clamp(min=1e-30))
-        assert err < 1e-10, f"gradient of {name} differs by {err:.1e}"
+    assert_same_parameter_gradients(reference, model, batch)

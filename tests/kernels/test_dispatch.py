@@ -10,6 +10,7 @@ from equivar.kernels import dispatch
 from equivar.models import build
 from equivar.testing import assert_conservative, assert_equivariant
 from equivar.testing.fixtures import random_molecule_batch
+from tests.kernels.conftest import assert_same_parameter_gradients
 
 TINY = {"species": [1, 6, 7, 8], "cutoff": 3.5, "num_channels": 3, "lmax": 1, "sh_lmax": 2,
         "num_layers": 2, "radial_hidden": (8,), "avg_num_neighbors": 3.0}
@@ -122,15 +123,4 @@ def test_training_step_with_forces_in_the_loss_matches_e3nn(kernel_device):
     fused path equal the reference's."""
     reference, model = _backend_models("triton", kernel_device)
     batch = random_molecule_batch(n_graphs=1, n_atoms=3, cutoff=TINY["cutoff"], seed=2)
-    batch = batch.to(kernel_device)
-    grads = []
-    for m in (reference, model):
-        out = m(batch)
-        loss = out["energy"].square().sum() + out["forces"].square().sum()
-        grads.append(torch.autograd.grad(loss, list(m.parameters()), allow_unused=True))
-    for (name, _), a, b in zip(reference.named_parameters(), *grads, strict=True):
-        if a is None:
-            assert b is None
-            continue
-        err = float((a - b).abs().max() / a.abs().max().clamp(min=1e-30))
-        assert err < 1e-10, f"gradient of {name} differs by {err:.1e}"
+    assert_same_parameter_gradients(reference, model, batch.to(kernel_device))

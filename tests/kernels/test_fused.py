@@ -9,7 +9,8 @@ from equivar.kernels.layout import cached_edge_layout, edge_layout
 from equivar.kernels.reference import conv_reference
 from equivar.kernels.spec import ConvSpec
 from equivar.nn.scatter import scatter_sum
-from tests.kernels.conftest import make_tp
+from tests.kernels.conftest import assert_close as _close
+from tests.kernels.conftest import assert_matches_reference, make_tp
 
 SPECS = {
     # the configuration (0e+1o+2e, harmonics to l=3, outputs filtered to 0e/1o/2e)
@@ -35,13 +36,6 @@ def _inputs(tp, n, e, dtype, seed=0, isolated=True, device="cpu"):
     return [t.to(device).requires_grad_() for t in (x, y, w)], index.to(device)
 
 
-def _close(a, b, dtype, what):
-    scale = b.abs().max().clamp(min=1.0)
-    tol = 1e-12 if dtype == torch.float64 else 2e-5
-    err = float((a - b).abs().max().detach() / scale.detach())
-    assert err < tol, f"{what}: relative error {err:.2e} > {tol:.0e}"
-
-
 @pytest.mark.parametrize("name", sorted(SPECS))
 def test_spec_reproduces_e3nn(name):
     irreps, lmax, keep = SPECS[name]
@@ -65,25 +59,9 @@ def test_fused_value_gradient_and_second_derivatives(name, dtype, kernel_device)
     layout = edge_layout(index, n)
     got = fused_conv(spec, x, y, w, layout)
     want = _reference(tp, x, y, w, index, n)
-    _close(got, want, dtype, "value")
     assert torch.all(got[n - 1] == 0), "an isolated node must receive exactly zero"
-
-    cot = torch.randn(want.shape, dtype=dtype, generator=torch.Generator().manual_seed(1))
-    cot = cot.to(kernel_device)
-    g_got = torch.autograd.grad((got * cot).sum(), (x, y, w), create_graph=True)
-    g_want = torch.autograd.grad((want * cot).sum(), (x, y, w), create_graph=True)
-    for a, b, what in zip(g_got, g_want, ("d/dx", "d/dy", "d/dw"), strict=True):
-        _close(a, b, dtype, what)
-
-    if dtype == torch.float32:
-        return  # float64 checks the second derivatives tightly; the kernels are dtype-generic
-    # second derivatives through every first derivative (forces in a loss need these)
-    s_got = sum((a * a).sum() for a in g_got)
-    s_want = sum((b * b).sum() for b in g_want)
-    h_got = torch.autograd.grad(s_got, (x, y, w))
-    h_want = torch.autograd.grad(s_want, (x, y, w))
-    for a, b, what in zip(h_got, h_want, ("d2/dx", "d2/dy", "d2/dw"), strict=True):
-        _close(a, b, dtype, what)
+    # float64 checks the second derivatives tightly; the kernels are dtype-generic
+    assert_matches_reference(got, want, (x, y, w), dtype, second_order=dtype == torch.float64)
 
 
 def test_first_backward_fused_edge_pass_matches_separate_kernels(kernel_device):

@@ -117,5 +117,6 @@ def test_two_gloo_processes_match_one(tmp_path):
 def test_divergence_stops_with_an_error_naming_the_cure(tmp_path):
     """A learning rate that blows the weights up ends the run with an error naming the step and
     the options to change, not with NaN checkpoints and NaN test metrics."""
-    with pytest.raises(FloatingPointError, match=r"diverged at step \d+.*Lower optim.lr \(now 1e\+06"):
+    cure = r"diverged at step \d+.*Lower optim.lr \(now 1e\+06"
+    with pytest.raises(FloatingPointError, match=cure):
         fit(config(tmp_path / "run", epochs=3, optim__lr=1e6, optim__grad_clip=0.0))

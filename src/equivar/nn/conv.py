@@ -9,8 +9,7 @@ import torch
 from e3nn import o3
 from torch import nn
 
-from equivar.kernels import dispatch
-from equivar.kernels import dense
+from equivar.kernels import dense, dispatch
 from equivar.kernels.layout import cached_edge_layout
 from equivar.kernels.spec import ConvSpec
 from equivar.nn.radial import RadialMLP

@@ -101,7 +101,8 @@ class InteractionBlock(nn.Module):
     def __repr__(self) -> str:
         extra = ", residual" if self.residual else ""
         extra += ", norm" if self.norm is not None else ""
-        text = f"{type(self).__name__}({self.irreps_in} -> {self.irreps_out}{extra})\n  {self.conv!r}"
+        text = f"{type(self).__name__}({self.irreps_in} -> {self.irreps_out}{extra})"
+        text += f"\n  {self.conv!r}"
         if self.product is not None:
             text += f"\n  {self.product!r}"
         return text
