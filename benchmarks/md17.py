@@ -36,7 +36,8 @@ cutoff set to ``--cutoff`` (5 A, as equivar; the MD17 molecules have at most 24 
 Learning rates and sizes (the defaults) were chosen by one pilot sweep on ethanol, 1000 frames,
 1 CPU minute per model (test force MAE in meV/A, seed 0): equivar S 2e-3: 100, 5e-3: 86, 1e-2:
 71, 2e-2: 54, 5e-2: 41, 1e-1: 35, 2e-1: 36 (preset M at 1e-2: 99, ~10x slower per step;
-S with the product basis, 3 CPU minutes: 5e-2: 14.4, 1e-1: 12.8, 2e-1: diverged);
+S with the product basis, 3 CPU minutes: 5e-2: 14.4, 1e-1: 12.8, 2e-1: diverged; 1e-1 also
+diverged in a 10-minute run, so pass ``--lr 0.05 1e-2 3e-3`` for budgets beyond a few minutes);
 SchNet paper 5e-4: 100, 1e-3: 87, 3e-3: 71, 5e-3: 63; SchNet small 3e-3: 36, 1e-2: 28, 2e-2:
 30; DimeNet++ small 1e-3: 29, 3e-3: 27, 1e-2: 36. Each model gets its best (equivar 1e-1,
 SchNet 1e-2, DimeNet++ 3e-3) and the PyG models their small size, which makes ~5x (SchNet)
