@@ -20,6 +20,7 @@ from typing import Any
 __all__ = [
     "budgeted_training",
     "hardware",
+    "key_value",
     "median_time",
     "print_table",
     "standard_parser",
@@ -181,6 +182,17 @@ def model_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cutoff", type=float, default=5.0)
     parser.add_argument("--sizes", type=int, nargs="+", default=None)
     return parser
+
+
+def key_value(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` with a YAML value (an argparse ``type`` for model options on the command
+    line, e.g. ``lmax=2`` or ``radial_hidden=[64, 64]``)."""
+    import yaml
+
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, yaml.safe_load(value)
 
 
 def standard_parser() -> argparse.ArgumentParser:

@@ -74,7 +74,13 @@ from torch import nn
 from torch_geometric.data import Batch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import budgeted_training, print_table, standard_parser, write_json  # noqa: E402
+from common import (  # noqa: E402
+    budgeted_training,
+    key_value,
+    print_table,
+    standard_parser,
+    write_json,
+)
 from qm9 import PYG_SIZES, InteractionGraph, PygModel, pure_torch_dimenet  # noqa: E402
 
 from equivar.data.datasets.md17 import MOLECULES, TRAIN_SIZES, load_md17  # noqa: E402
@@ -262,15 +268,6 @@ def summary_rows(results: list[dict], args) -> list[dict]:
     return rows
 
 
-def _option(text: str) -> tuple[str, object]:
-    """``KEY=VALUE`` with a YAML value, for ``--equivar-option``."""
-    import yaml
-
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    return key, yaml.safe_load(value)
-
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
@@ -294,7 +291,7 @@ def main(argv=None) -> None:
                         metavar=("ENERGY", "FORCES"),
                         help="MSE weights of energy per atom (eV) and force components (eV/A)")
     parser.add_argument("--preset", default="S", choices=["S", "M", "L"], help="equivar's size")
-    parser.add_argument("--equivar-option", nargs="+", default=[], type=_option,
+    parser.add_argument("--equivar-option", nargs="+", default=[], type=key_value,
                         metavar="KEY=VALUE",
                         help="extra options of equivar's build('potential', ...), values in "
                         "YAML (e.g. correlation=3 num_channels=64 radial_hidden=[64])")

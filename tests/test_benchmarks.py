@@ -49,10 +49,10 @@ def test_nbody_options_keep_the_preset_and_apply_flags():
 
 def test_md17_equivar_options_reach_the_builder():
     md17 = _module("md17")
-    key, value = md17._option("radial_hidden=[16, 8]")
+    key, value = md17.key_value("radial_hidden=[16, 8]")
     assert (key, value) == ("radial_hidden", [16, 8])
     with pytest.raises(Exception, match="KEY=VALUE"):
-        md17._option("correlation")
+        md17.key_value("correlation")
 
     class Args:
         preset, cutoff = "S", 4.0
@@ -68,7 +68,7 @@ def test_md17_equivar_options_reach_the_builder():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("script", ["nbody.py", "lr_sweep.py"])
+@pytest.mark.parametrize("script", ["nbody.py", "lr_sweep.py", "train_speed.py"])
 def test_quick_modes_run(script, tmp_path):
     out = tmp_path / "rows.json"
     run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--quick", "--json",

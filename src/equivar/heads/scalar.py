@@ -8,6 +8,8 @@ import torch
 from e3nn import o3
 from torch import nn
 
+from equivar.nn.linear import IrrepsLinear
+
 
 class ScalarHead(nn.Module):
     """Invariant per-atom outputs from the scalar (0e) channels of equivariant features.
@@ -31,7 +33,7 @@ class ScalarHead(nn.Module):
         scalars = o3.Irreps([(m, ir) for m, ir in self.irreps_in if ir == o3.Irrep("0e")])
         if scalars.dim == 0:
             raise ValueError(f"ScalarHead needs 0e channels in its input, got {self.irreps_in}")
-        self.linear_in = o3.Linear(self.irreps_in, f"{hidden}x0e")
+        self.linear_in = IrrepsLinear(self.irreps_in, f"{hidden}x0e")
         self.mlp_out = nn.Linear(hidden, num_out)
 
     def forward(self, node_feats: torch.Tensor) -> torch.Tensor:

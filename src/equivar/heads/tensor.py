@@ -7,6 +7,7 @@ from e3nn import io, o3
 from torch import nn
 
 from equivar.heads.pooling import pool
+from equivar.nn.linear import IrrepsLinear
 
 
 class VectorHead(nn.Module):
@@ -22,7 +23,7 @@ class VectorHead(nn.Module):
         if o3.Irrep("1o") not in [ir for _, ir in self.irreps_in]:
             raise ValueError(f"VectorHead needs 1o channels in its input, got {self.irreps_in}")
         self.irreps_out = o3.Irreps("1x1o")
-        self.linear = o3.Linear(self.irreps_in, self.irreps_out)
+        self.linear = IrrepsLinear(self.irreps_in, self.irreps_out)
         # [3, 3]: e3nn's l=1 basis -> Cartesian (x, y, z); taken from e3nn, not hard-coded,
         # because e3nn versions order the l=1 components differently
         q = io.CartesianTensor("i").reduced_tensor_products().change_of_basis
@@ -54,7 +55,7 @@ class DipoleHead(nn.Module):
         super().__init__()
         self.atomic = VectorHead(irreps_in)
         self.irreps_in = self.atomic.irreps_in
-        self.charge = o3.Linear(self.irreps_in, "1x0e")
+        self.charge = IrrepsLinear(self.irreps_in, "1x0e")
 
     def forward(
         self,
@@ -97,7 +98,7 @@ class SymmetricTensorHead(nn.Module):
                 f"SymmetricTensorHead needs 0e and 2e channels in its input, got {self.irreps_in}"
             )
         self.cartesian = io.CartesianTensor("ij=ji")
-        self.linear = o3.Linear(self.irreps_in, self.cartesian)  # -> 1x0e+1x2e
+        self.linear = IrrepsLinear(self.irreps_in, self.cartesian)  # -> 1x0e+1x2e
         # [6, 3, 3]: irreps (1x0e+1x2e) -> Cartesian, computed once at construction
         q = self.cartesian.reduced_tensor_products().change_of_basis
         self.register_buffer("change_of_basis", q.to(torch.get_default_dtype()), persistent=False)

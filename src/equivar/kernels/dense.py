@@ -88,6 +88,33 @@ def _plan(spec: ConvSpec) -> _Plan:
 _plans: dict[tuple, _Plan] = {}
 
 
+class DensePlan(torch.nn.Module):
+    """The stacked coefficients and index maps of one :class:`ConvSpec`, as buffers.
+
+    A convolution holds one, built at construction, so the constants follow ``.to(device,
+    dtype)`` with the module and are real tensors when the model is traced (``torch.export``);
+    a cache filled lazily inside ``forward`` would capture fake tensors there.
+    """
+
+    def __init__(self, spec: ConvSpec) -> None:
+        super().__init__()
+        plan = _plan(spec)
+        self.shapes = [(g.mul, g.a, g.q) for g in plan.groups]
+        for k, g in enumerate(plan.groups):
+            self.register_buffer(f"in_columns{k}", g.in_columns, persistent=False)
+            self.register_buffer(f"cg{k}", g.cg.to(torch.get_default_dtype()), persistent=False)
+            self.register_buffer(f"weight_columns{k}", g.weight_columns, persistent=False)
+        self.register_buffer("out_order", plan.out_order, persistent=False)
+
+    def plan(self) -> _Plan:
+        groups = tuple(
+            _Group(mul, getattr(self, f"in_columns{k}"), getattr(self, f"cg{k}"),
+                   getattr(self, f"weight_columns{k}"), a, q)
+            for k, (mul, a, q) in enumerate(self.shapes)
+        )  # fmt: skip
+        return _Plan(groups, self.out_order)
+
+
 def _cached_plan(spec: ConvSpec, dtype: torch.dtype, device: torch.device) -> _Plan:
     key = (spec.key, dtype, device)
     if key not in _plans:
@@ -111,17 +138,23 @@ def dense_conv(
     sender: torch.Tensor,
     receiver: torch.Tensor,
     n_nodes: int,
+    plan: DensePlan | None = None,
 ) -> torch.Tensor:
     """``sum_{e: r(e)=i} TP(x[s(e)], y[e], w[e])`` by stacked dense contractions (see module).
 
     Differentiable to any order by autograd; inputs in any floating dtype the caller uses
-    (float32/float64; half precision computes in its own dtype, as e3nn does).
+    (float32/float64; half precision computes in its own dtype, as e3nn does). ``plan``: the
+    module's :class:`DensePlan` (in the inputs' dtype and device); without it the constants come
+    from a per-process cache (eager use only: do not trace that path).
 
     Shapes:
         x: [n_nodes, in_dim], y: [n_edges, sh_dim], w: [n_edges, weight_numel],
         sender, receiver: [n_edges] -> [n_nodes, out_dim]
     """
-    plan = _cached_plan(spec, x.dtype, x.device)
+    if plan is not None and plan.cg0.dtype == x.dtype and plan.cg0.device == x.device:
+        plan = plan.plan()
+    else:  # no module plan, or inputs in another dtype than the module's
+        plan = _cached_plan(spec, x.dtype, x.device)
     parts = []
     for g in plan.groups:  # (sizes by unflatten/flatten: no symbolic edge count under compile)
         xg = x.index_select(1, g.in_columns)[sender]  # [E, U * A]

@@ -7,7 +7,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
-from e3nn import o3
 from torch import nn
 
 from equivar import keys
@@ -18,6 +17,7 @@ from equivar.nn.attention import SE3TransformerBlock
 from equivar.nn.egnn import EGNNLayer
 from equivar.nn.harmonics import EdgeSphericalHarmonics
 from equivar.nn.interaction import InteractionBlock
+from equivar.nn.linear import IrrepsLinear
 from equivar.nn.radial import GaussianBasis
 
 __all__ = ["EDGE_FEATURES", "LAYERS", "NBODY_PRESETS", "NBodyModel", "build_nbody"]
@@ -146,7 +146,7 @@ class _SteerableTrunk(nn.Module):
         self.sh = EdgeSphericalHarmonics(sh_lmax)
         self.radial = GaussianBasis(max_radius, num_basis)
         num_radial = num_basis + 1  # + q_i q_j
-        self.embed = o3.Linear("1x0e+1x1o", hidden)
+        self.embed = IrrepsLinear("1x0e+1x1o", hidden)
         blocks = []
         for _ in range(num_layers):
             if layer == "tfn":
@@ -158,7 +158,7 @@ class _SteerableTrunk(nn.Module):
                                                   num_heads, radial_hidden=radial_hidden,
                                                   backend=backend))
         self.blocks = nn.ModuleList(blocks)
-        self.readout = o3.Linear(hidden, "2x1o" if predict_velocity else "1x1o")
+        self.readout = IrrepsLinear(hidden, "2x1o" if predict_velocity else "1x1o")
         self.predict_velocity = predict_velocity
 
     def forward(self, pos, vel, charges, edge_index):

@@ -6,7 +6,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
-from e3nn import o3
 from torch import nn
 
 from equivar import keys
@@ -16,6 +15,7 @@ from equivar.heads.scalar import AtomicShiftScale, ScalarHead
 from equivar.models.backbone import EquivariantBackbone
 from equivar.models.inputs import read_inputs
 from equivar.nn.geometry import edge_vectors
+from equivar.nn.linear import IrrepsLinear
 from equivar.nn.repulsion import ZBLRepulsion
 
 
@@ -67,7 +67,7 @@ class PotentialModel(nn.Module):
         #: with ``layer_readouts``, a linear energy readout of every block but the last (whose
         #: output goes through ``readout``); the atomic energy is their sum (as in MACE)
         self.layer_readouts = (
-            nn.ModuleList(o3.Linear(b.irreps_out, "1x0e") for b in self.backbone.blocks[:-1])
+            nn.ModuleList(IrrepsLinear(b.irreps_out, "1x0e") for b in self.backbone.blocks[:-1])
             if layer_readouts else None
         )  # fmt: skip
         self.scale_shift = AtomicShiftScale(self.species, atomic_energies, energy_scale)

@@ -8,6 +8,7 @@ from equivar.nn.gate import GatedActivation
 from equivar.nn.geometry import edge_vectors
 from equivar.nn.harmonics import EdgeSphericalHarmonics
 from equivar.nn.interaction import InteractionBlock
+from equivar.nn.linear import IrrepsLinear
 from equivar.nn.norm import EquivariantRMSNorm
 from equivar.nn.product import ProductBasis
 from equivar.nn.radial import (
@@ -29,6 +30,7 @@ __all__ = [
     "GaussianBasis",
     "GraphInputEmbedding",
     "InteractionBlock",
+    "IrrepsLinear",
     "PolynomialCutoff",
     "ProductBasis",
     "RadialEmbedding",

@@ -10,6 +10,7 @@ from torch import nn
 
 from equivar.nn.conv import TensorProductConv
 from equivar.nn.gate import GatedActivation
+from equivar.nn.linear import IrrepsLinear
 from equivar.nn.scatter import scatter_sum
 
 __all__ = ["SE3TransformerBlock", "segment_softmax"]
@@ -147,8 +148,8 @@ class SE3TransformerBlock(nn.Module):
                                      radial_hidden, backend=backend)
         self.value_conv = _MessageConv(self.irreps_in, irreps_sh, self.gate.irreps_in,
                                        num_radial, radial_hidden, backend=backend)
-        self.query = o3.Linear(self.irreps_in, self.irreps_key)
-        self.self_interaction = o3.Linear(self.irreps_in, self.gate.irreps_in)
+        self.query = IrrepsLinear(self.irreps_in, self.irreps_key)
+        self.self_interaction = IrrepsLinear(self.irreps_in, self.gate.irreps_in)
         self.residual = self.irreps_in == self.irreps_out
 
         # value messages (irreps_mid) keep the channel index of irreps_in in every path

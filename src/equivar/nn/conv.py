@@ -12,6 +12,7 @@ from torch import nn
 from equivar.kernels import dense, dispatch
 from equivar.kernels.layout import cached_edge_layout
 from equivar.kernels.spec import ConvSpec
+from equivar.nn.linear import IrrepsLinear
 from equivar.nn.radial import RadialMLP
 from equivar.nn.scatter import scatter_sum
 
@@ -100,7 +101,7 @@ class TensorProductConv(nn.Module):
         self.backend = backend
         self.avg_num_neighbors = float(avg_num_neighbors)
 
-        self.linear_in = o3.Linear(self.irreps_in, self.irreps_in)
+        self.linear_in = IrrepsLinear(self.irreps_in, self.irreps_in)
         keep = [ir for _, ir in self.irreps_out]
         irreps_mid, instructions = channelwise_instructions(self.irreps_in, self.irreps_sh, keep)
         self.tp = o3.TensorProduct(
@@ -113,8 +114,9 @@ class TensorProductConv(nn.Module):
         )
         self.irreps_mid = self.tp.irreps_out
         self.spec = ConvSpec.from_e3nn(self.tp)  # the same paths, for the fused backends
+        self.dense_plan = dense.DensePlan(self.spec)  # the "dense" backend's constants
         self.radial = RadialMLP(num_radial, tuple(radial_hidden), self.tp.weight_numel)
-        self.linear_out = o3.Linear(self.irreps_mid, self.irreps_out)
+        self.linear_out = IrrepsLinear(self.irreps_mid, self.irreps_out)
 
     def forward(
         self,
@@ -130,7 +132,8 @@ class TensorProductConv(nn.Module):
         agg = None
         backend = dispatch.resolve(self.backend, node_feats.device)
         if backend == "dense":  # plain torch, no self-check needed: autograd differentiates it
-            agg = dense.dense_conv(self.spec, h, edge_sh, weights, sender, receiver, n_nodes)
+            agg = dense.dense_conv(self.spec, h, edge_sh, weights, sender, receiver, n_nodes,
+                                   self.dense_plan)
         elif backend != "e3nn":
             layout = cached_edge_layout(edge_index, n_nodes)  # built once per graph
             agg = dispatch.conv(self.spec, h, edge_sh, weights, layout, backend)

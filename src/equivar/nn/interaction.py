@@ -10,6 +10,7 @@ from torch import nn
 
 from equivar.nn.conv import TensorProductConv
 from equivar.nn.gate import GatedActivation
+from equivar.nn.linear import IrrepsLinear
 from equivar.nn.norm import EquivariantRMSNorm
 from equivar.nn.product import ProductBasis
 
@@ -63,7 +64,7 @@ class InteractionBlock(nn.Module):
             if num_species is None:
                 raise ValueError("correlation > 1 needs num_species (species-wise weights)")
             self.product = ProductBasis(self.irreps_out, correlation, num_species)
-            self.product_linear = o3.Linear(self.irreps_out, self.gate.irreps_in)
+            self.product_linear = IrrepsLinear(self.irreps_out, self.gate.irreps_in)
             conv_out = self.irreps_out
         else:
             self.product = self.product_linear = None
@@ -77,7 +78,7 @@ class InteractionBlock(nn.Module):
             avg_num_neighbors,
             backend,
         )
-        self.self_interaction = o3.Linear(self.irreps_in, self.gate.irreps_in)
+        self.self_interaction = IrrepsLinear(self.irreps_in, self.gate.irreps_in)
         self.residual = self.irreps_in == self.irreps_out
 
     def forward(
