@@ -13,6 +13,7 @@
 #     carry [.whl, .whl2]  bash benchmarks/gpu_session.sh conv             # issue 7 table, ~6 min
 #     carry [.whl]         bash benchmarks/gpu_session.sh nbody            # integrator, 1 seed
 #     carry [.whl]         bash benchmarks/gpu_session.sh md               # MD speed, 10^2..10^4
+#     carry [.whl]         bash benchmarks/gpu_session.sh train            # training throughput
 #     carry [.whl]         bash benchmarks/gpu_session.sh vmc              # Be, preset L
 # Steps can be chained in one call (`... conv nbody`) while the total stays under 10 minutes.
 set -uo pipefail
@@ -54,11 +55,14 @@ for step in "$@"; do
     md)
         setup && python3 benchmarks/md_speed.py --device cuda --json "$OUT/md_speed.json" 2>&1 \
             | tee "$OUT/md_speed.log" ;;
+    train)
+        setup && python3 benchmarks/train_speed.py --device cuda --json "$OUT/train_speed.json" \
+            2>&1 | tee "$OUT/train_speed.log" ;;
     vmc)
         setup && timeout 560 python3 benchmarks/vmc.py --systems Be --device cuda \
             --iterations 1500 --walkers 2048 --pretrain 300 --eval-iterations 300 \
             --json "$OUT/vmc_be.json" 2>&1 | tee "$OUT/vmc.log" ;;
     *)
-        echo "unknown step $step (prepare keep kernels conv nbody md vmc)"; exit 2 ;;
+        echo "unknown step $step (prepare keep kernels conv nbody md train vmc)"; exit 2 ;;
     esac
 done

@@ -61,6 +61,9 @@ def test_md17_equivar_options_reach_the_builder():
     stats = {"species": [1, 6, 8], "mean_num_neighbors": 5.0}
     model = md17.make_model("equivar", stats, Args)
     assert model.config["correlation"] == 1 and model.config["num_channels"] == 8
+    assert model.config["lmax"] == 2  # md17.EQUIVAR_OPTIONS on top of the preset
+    Args.equivar_option = [("lmax", 1)]
+    assert md17.make_model("equivar", stats, Args).config["lmax"] == 1  # and options override it
     assert model.config["cutoff"] == 4.0 and model.species == [1, 6, 8]
     Args.equivar_option = [("corelation", 1)]
     with pytest.raises(ValueError, match="did you mean 'correlation'"):

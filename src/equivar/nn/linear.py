@@ -98,7 +98,6 @@ class IrrepsLinear(nn.Module):
             in_base += d * m_in
             out_base += d * m_out
         self.in_dim, self.out_dim = self.irreps_in.dim, self.irreps_out.dim
-        self._stacked_out = out_base
         # output columns with no input irrep read a zero column appended after the products
         order = [out_source.get(c, out_base) for c in range(self.out_dim)]
         self._needs_zero = out_base in order
@@ -110,8 +109,9 @@ class IrrepsLinear(nn.Module):
         index = torch.cat([g[4].reshape(-1) for g in self._groups]) if self._groups else None
         scale = torch.cat([g[5].reshape(-1) for g in self._groups]) if self._groups else None
         self.register_buffer("_weight_index", index, persistent=False)
-        # kept in float64 whatever the default dtype (1/sqrt(fan-in) exact when cast to float64
-        # later) and cast to the weight's dtype when used
+        # built in float64 whatever the default dtype, so 1/sqrt(fan-in) stays exact when a
+        # module made under a float32 default is cast to float64; cast to the weight's dtype
+        # where used
         self.register_buffer("_weight_scale", scale, persistent=False)
         self._groups = [g[:4] for g in self._groups]
         # parameters and buffers under e3nn's names, so state_dicts are interchangeable
