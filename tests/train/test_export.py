@@ -170,6 +170,18 @@ def test_bad_export_arguments_are_named(tmp_path):
     assert not (tmp_path / "model.pt2").exists()
 
 
+def test_a_model_never_run_exports(tmp_path, monkeypatch):
+    """Exporting first thing in a process (a loaded checkpoint, no eager call before): the
+    convolution's constants must not be created while tracing (they were, and the check failed
+    with a data-dependent guard error)."""
+    from equivar.kernels import dense
+
+    monkeypatch.setattr(dense, "_plans", {})  # as in a fresh process
+    model = _model(torch.float32)
+    path = export_model(model, tmp_path / "fresh.pt2")
+    assert path.exists() and not dense._plans
+
+
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:.*LeafSpec")  # inside torch's AOTInductor packaging
 def test_aoti_build_equals_eager(tmp_path):

@@ -85,24 +85,26 @@ def _plan(spec: ConvSpec) -> _Plan:
     return _Plan(tuple(groups), source_of_out)
 
 
-_plans: dict[tuple, _Plan] = {}
-
-
 class DensePlan(torch.nn.Module):
     """The stacked coefficients and index maps of one :class:`ConvSpec`, as buffers.
 
     A convolution holds one, built at construction, so the constants follow ``.to(device,
     dtype)`` with the module and are real tensors when the model is traced (``torch.export``);
     a cache filled lazily inside ``forward`` would capture fake tensors there.
+
+    Args:
+        spec: the convolution's paths.
+        dtype: of the coefficients (default: torch's default); computed in float64 and cast.
     """
 
-    def __init__(self, spec: ConvSpec) -> None:
+    def __init__(self, spec: ConvSpec, dtype: torch.dtype | None = None) -> None:
         super().__init__()
         plan = _plan(spec)
+        dtype = dtype or torch.get_default_dtype()
         self.shapes = [(g.mul, g.a, g.q) for g in plan.groups]
         for k, g in enumerate(plan.groups):
             self.register_buffer(f"in_columns{k}", g.in_columns, persistent=False)
-            self.register_buffer(f"cg{k}", g.cg.to(torch.get_default_dtype()), persistent=False)
+            self.register_buffer(f"cg{k}", g.cg.to(dtype), persistent=False)
             self.register_buffer(f"weight_columns{k}", g.weight_columns, persistent=False)
         self.register_buffer("out_order", plan.out_order, persistent=False)
 
@@ -115,19 +117,14 @@ class DensePlan(torch.nn.Module):
         return _Plan(groups, self.out_order)
 
 
+_plans: dict[tuple, DensePlan] = {}
+
+
 def _cached_plan(spec: ConvSpec, dtype: torch.dtype, device: torch.device) -> _Plan:
     key = (spec.key, dtype, device)
     if key not in _plans:
-        plan = _plan(spec)
-        _plans[key] = _Plan(
-            tuple(
-                _Group(g.mul, g.in_columns.to(device), g.cg.to(dtype=dtype, device=device),
-                       g.weight_columns.to(device), g.a, g.q)
-                for g in plan.groups
-            ),
-            plan.out_order.to(device),
-        )  # fmt: skip
-    return _plans[key]
+        _plans[key] = DensePlan(spec, dtype).to(device)
+    return _plans[key].plan()
 
 
 def dense_conv(

@@ -10,7 +10,7 @@ from torch import nn
 class IrrepsLinear(nn.Module):
     r"""Channel mixing within each irrep: ``out[w, m] = sum_u W_ir[u, w] x[u, m]`` per irrep type.
 
-    The same map, parameters, initialisation and ``state_dict`` as e3nn's ``IrrepsLinear(irreps_in,
+    The same map, parameters, initialisation and ``state_dict`` as e3nn's ``o3.Linear(irreps_in,
     irreps_out)`` with its default instructions (every input block connects to every output
     block of the same irrep, "element" path normalisation), so checkpoints of either load into
     the other. What differs is the evaluation. e3nn runs one small ``einsum`` per block pair and
@@ -171,13 +171,6 @@ class IrrepsLinear(nn.Module):
 def _running(sizes: list[int]) -> list[int]:
     """Start offsets of consecutive blocks of the given sizes."""
     return [sum(sizes[:k]) for k in range(len(sizes))]
-
-
-def _e3nn_equivalent(linear: IrrepsLinear) -> o3.Linear:
-    """The e3nn layer computing the same map (for tests and cross-checks)."""
-    ref = IrrepsLinear(linear.irreps_in, linear.irreps_out, biases=bool(linear.bias_columns))
-    ref.load_state_dict(linear.state_dict())
-    return ref
 
 
 __all__ = ["IrrepsLinear"]
