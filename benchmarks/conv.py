@@ -13,9 +13,10 @@ once (inputs, per-edge weights, output) over the device's bandwidth.
     python benchmarks/conv.py --device cpu --scale 0.05 --json out.json
     python benchmarks/conv.py --quick              # tiny sizes (smoke test)
 
-Backends: e3nn (reference), dense (all paths as stacked dense contractions in plain torch: the
-CPU default), triton (CUDA only; on CPU it runs in Triton's interpreter, which is
-a correctness tool, not timed), cuequivariance (when installed; on CPU its plain-torch method).
+Backends: e3nn (reference), dense (all paths as stacked dense contractions in plain torch),
+fused_cpu (the fused C kernel: the CPU default), triton (CUDA only; on CPU it runs in Triton's
+interpreter, which is a correctness tool, not timed), cuequivariance (when installed; on CPU its
+plain-torch method).
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ def _backends(device: torch.device, asked: list[str] | None) -> list[str]:
         return asked
     status = dispatch.availability()
     names = ["e3nn", "dense"]
+    if device.type == "cpu" and status["fused_cpu"][0]:
+        names.append("fused_cpu")
     if device.type == "cuda" and status["triton"][0]:
         names.append("triton")
     if status["cuequivariance"][0]:

@@ -59,12 +59,14 @@ xTB labels at 500 K.
     nice -n 10 python benchmarks/md17.py --molecules ethanol aspirin uracil --minutes 3 \\
         --jobs 2 --json md17.json                                      # the CPU table
     python benchmarks/md17.py --minutes 30 --device cuda --preset M    # every molecule, GPU
+    python benchmarks/md17.py --merge a.json b.json --json all.json    # one table from runs
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import json
 import math
 import multiprocessing
 import sys
@@ -275,6 +277,48 @@ def summary_rows(results: list[dict], args) -> list[dict]:
     return rows
 
 
+def overall(rows: list[dict], models: list[str]) -> dict:
+    """Across the table: geometric-mean force ratio against each other model, in how many rows
+    equivar has the lowest force error, and in how many it meets the 2x goal."""
+    out: dict = {"rows": len(rows)}
+    others = [n for n in models if n != "equivar"]
+    for n in others:
+        ratios = [r[f"F {n}/equivar"] for r in rows if f"F {n}/equivar" in r]
+        if ratios:
+            out[f"F {n}/equivar (geo. mean)"] = round(math.exp(
+                sum(math.log(x) for x in ratios) / len(ratios)), 2)  # fmt: skip
+            out[f"F {n}/equivar (min..max)"] = f"{min(ratios):.2f}..{max(ratios):.2f}"
+    if not others:
+        return out
+    scored = [r for r in rows if all(f"F {n}/equivar" in r for n in others)]
+    out["equivar lowest F"] = sum(all(r[f"F {n}/equivar"] > 1 for n in others) for r in scored)
+    out["2x goal met"] = sum(r.get("2x goal") == "yes" for r in scored)
+    return out
+
+
+def merged_results(paths: list[str]) -> tuple[list[dict], dict[tuple[str, int], dict]]:
+    """Per-model results and each row's settings from earlier ``--json`` files (later files win
+    for a molecule, size and model that several contain)."""
+    results: dict[tuple[str, int, str], dict] = {}
+    settings: dict[tuple[str, int], dict] = {}
+    for path in paths:
+        try:
+            rows = json.loads(Path(path).read_text())["rows"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise SystemExit(f"--merge: cannot read md17 rows from {path}: {exc}") from exc
+        for row in rows:
+            key = (row["molecule"], row["n_train"])
+            settings[key] = {k: v for k, v in row.items() if k in SETTING_KEYS}
+            for run in row.get("runs", []):
+                results[(run["molecule"], run["n_train"], run["model"])] = run
+    return list(results.values()), settings
+
+
+#: the run settings every JSON row carries (``main``), kept per row by ``--merge``
+SETTING_KEYS = ("minutes", "clock", "batch_size", "lr", "loss_weights", "preset",
+                "equivar_options", "pyg_size", "cutoff", "seed", "threads", "jobs", "device")
+
+
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
@@ -311,7 +355,12 @@ def main(argv=None) -> None:
     parser.add_argument("--jobs", type=int, default=1,
                         help="models trained at once, each in its own process")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--merge", nargs="+", metavar="JSON", default=None,
+                        help="train nothing: print (and with --json write) one table from the "
+                        "rows of earlier --json files, e.g. runs of different molecules")
     args = parser.parse_args(argv)
+    if args.merge:
+        return merge(args)
     if args.quick:
         args.molecules, args.n_train, args.minutes = ["ethanol"], [50], 0.2
     if args.minutes <= 0:
@@ -344,6 +393,7 @@ def main(argv=None) -> None:
         print(f"  {paper}: {source}")
     rows = summary_rows(results, args)
     print_table(rows)
+    print_overall(rows, args.models)
     if args.json:
         settings = {"minutes": args.minutes, "clock": clock, "batch_size": args.batch_size,
                     "lr": dict(zip(MODELS, args.lr, strict=True)),
@@ -358,6 +408,29 @@ def main(argv=None) -> None:
                                                       if p["molecule"] == r["molecule"]
                                                       and p["n_train"] == r["n_train"]],
                                         **settings} for r in rows])  # fmt: skip
+
+
+def print_overall(rows: list[dict], models: list[str]) -> None:
+    summary = overall(rows, models)
+    print("\nover all rows: " + ", ".join(f"{k} {v}" for k, v in summary.items()))
+
+
+def merge(args) -> None:
+    results, settings = merged_results(args.merge)
+    if not results:
+        raise SystemExit(f"--merge: no per-model runs in {' '.join(args.merge)}")
+    args.molecules = [m for m in MOLECULES if any(r["molecule"] == m for r in results)]
+    args.n_train = sorted({r["n_train"] for r in results}, reverse=True)
+    args.models = [m for m in MODELS if any(r["model"] == m for r in results)]
+    rows = summary_rows(results, args)
+    print_table(rows)
+    print_overall(rows, args.models)
+    if args.json:
+        write_json(args.json, "md17", [{**r, "runs": [p for p in results
+                                                      if p["molecule"] == r["molecule"]
+                                                      and p["n_train"] == r["n_train"]],
+                                        **settings.get((r["molecule"], r["n_train"]), {})}
+                                       for r in rows])  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 the quick modes run end to end (slow)."""
 
 import importlib.util
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -68,6 +69,37 @@ def test_md17_equivar_options_reach_the_builder():
     Args.equivar_option = [("corelation", 1)]
     with pytest.raises(ValueError, match="did you mean 'correlation'"):
         md17.make_model("equivar", stats, Args)
+
+
+def _md17_file(path, molecule, forces):
+    """An md17 --json file with one molecule at 1000 frames: {model: force MAE}."""
+    runs = [{"molecule": molecule, "n_train": 1000, "model": m, "energy_mae_meV": 1.0,
+             "forces_mae_meV_A": f} for m, f in forces.items()]  # fmt: skip
+    row = {"molecule": molecule, "n_train": 1000, "runs": runs, "minutes": 3.0, "seed": 0}
+    path.write_text(json.dumps({"benchmark": "md17", "rows": [row]}))
+    return str(path)
+
+
+def test_md17_merge_combines_runs_and_summarises(tmp_path, capsys):
+    md17 = _module("md17")
+    a = _md17_file(tmp_path / "a.json", "uracil", {"equivar": 10.0, "schnet": 40.0,
+                                                    "dimenet++": 30.0})
+    b = _md17_file(tmp_path / "b.json", "benzene", {"equivar": 10.0, "schnet": 15.0,
+                                                     "dimenet++": 5.0})
+    out = tmp_path / "all.json"
+    md17.main(["--merge", a, b, "--json", str(out)])
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["molecule"] for r in rows] == ["benzene", "uracil"]  # the dataset's order
+    assert rows[1]["2x goal"] == "yes" and rows[0]["2x goal"] == "no"
+    assert rows[0]["F dimenet++/equivar"] == 0.5 and rows[0]["minutes"] == 3.0
+    assert len(rows[0]["runs"]) == 3
+    summary = md17.overall(rows, list(md17.MODELS))
+    assert summary["F schnet/equivar (geo. mean)"] == pytest.approx((1.5 * 4.0) ** 0.5, abs=0.01)
+    assert summary["F dimenet++/equivar (geo. mean)"] == pytest.approx(1.5 ** 0.5, abs=0.01)
+    assert summary["equivar lowest F"] == 1 and summary["2x goal met"] == 1
+    assert "2x goal met 1" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="cannot read md17 rows"):
+        md17.main(["--merge", str(tmp_path / "missing.json")])
 
 
 @pytest.mark.slow

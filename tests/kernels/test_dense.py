@@ -1,10 +1,14 @@
 """The dense backend (stacked contractions, plain torch) equals the e3nn reference: value,
 gradient and second derivatives in float32 and float64, odd sizes, isolated nodes, empty and
-unsorted edge sets; a potential on it is equivariant and conservative; it is the CPU default."""
+unsorted edge sets. A potential on each CPU backend (dense and fused_cpu) equals e3nn, is
+equivariant and conservative, and trains with the same gradients."""
+
+import warnings
 
 import pytest
 import torch
 
+from equivar.kernels import dispatch
 from equivar.kernels.dense import dense_conv
 from equivar.kernels.spec import ConvSpec
 from equivar.models import build
@@ -63,40 +67,45 @@ def test_empty_edge_set_and_edge_order():
     assert_close(a, b, torch.float64, "permuted edges")
 
 
-def test_auto_is_dense_on_cpu_and_the_repr_says_so():
-    model = build("potential", **TINY, dtype="float64")
-    conv = model.backbone.blocks[0].conv
-    assert conv.backend == "auto" and conv.resolved_backend(torch.device("cpu")) == "dense"
-    assert "backend=auto->dense on cpu" in repr(conv)
+CPU_BACKENDS = ["dense", "fused_cpu"]
 
 
-def _models():
+def _models(backend):
+    if backend == "fused_cpu" and not dispatch.availability()["fused_cpu"][0]:
+        pytest.skip(dispatch.availability()["fused_cpu"][1])
     reference = build("potential", **TINY, backend="e3nn", dtype="float64")
-    model = build("potential", **TINY, backend="dense", dtype="float64")
+    model = build("potential", **TINY, backend=backend, dtype="float64")
     model.load_state_dict(reference.state_dict())
+    assert model.backbone.blocks[0].conv.resolved_backend() == backend
     return reference, model
 
 
-def test_potential_matches_e3nn_is_equivariant_and_conservative():
-    reference, model = _models()
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_potential_matches_e3nn_is_equivariant_and_conservative(backend):
+    reference, model = _models(backend)
     batch = random_molecule_batch(n_graphs=2, n_atoms=(3, 4), cutoff=TINY["cutoff"], seed=1)
     want, got = reference(batch), model(batch)
     for key in ("energy", "forces"):
         err = (got[key] - want[key]).abs().max() / want[key].abs().max()
-        assert err < 1e-12, f"dense {key} differs from e3nn by {err:.1e}"
+        assert err < 1e-12, f"{backend} {key} differs from e3nn by {err:.1e}"
     assert_equivariant(model, batch, n_rotations=2)
     one = random_molecule_batch(n_graphs=1, n_atoms=4, cutoff=TINY["cutoff"], seed=1)
     assert_conservative(model, one, n_checks=2, loop_points=8, check_stress=False)
 
 
-def test_float32_potential_is_equivariant():
-    model = build("potential", **TINY, backend="dense", dtype="float32")
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_float32_potential_is_equivariant_without_fallback(backend):
+    _models(backend)  # skips when the backend is unavailable
+    model = build("potential", **TINY, backend=backend, dtype="float32")
     batch = random_molecule_batch(n_graphs=2, n_atoms=(3, 4), cutoff=TINY["cutoff"], seed=3,
                                   dtype=torch.float32)
-    assert_equivariant(model, batch, n_rotations=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", dispatch.BackendFallbackWarning)  # self-check passes
+        assert_equivariant(model, batch, n_rotations=2)
 
 
-def test_training_step_with_forces_in_the_loss_matches_e3nn():
-    reference, model = _models()
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_training_step_with_forces_in_the_loss_matches_e3nn(backend):
+    reference, model = _models(backend)
     batch = random_molecule_batch(n_graphs=1, n_atoms=3, cutoff=TINY["cutoff"], seed=2)
     assert_same_parameter_gradients(reference, model, batch)

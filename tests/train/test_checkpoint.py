@@ -54,6 +54,9 @@ def test_missing_truncated_and_unsafe_files_are_named(tmp_path):
     (tmp_path / "cut.pt").write_bytes(raw[: len(raw) // 2])
     with pytest.raises(ValueError, match="truncated or corrupt"):
         load_checkpoint(tmp_path / "cut.pt")
+    (tmp_path / "text.pt").write_text("not a checkpoint\n")  # no zip, no pickle
+    with pytest.raises(ValueError, match="truncated or corrupt, or not a PyTorch file"):
+        load_checkpoint(tmp_path / "text.pt")
     torch.save({"state_dict": {}, "config": {"name": "potential"}, "evil": _model()},
                tmp_path / "pickled.pt")
     with pytest.raises(ValueError, match="unsafe to unpickle"):

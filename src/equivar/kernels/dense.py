@@ -1,4 +1,6 @@
-"""The convolution as a few dense batched contractions: the fast path where Triton does not run.
+"""The convolution as a few dense batched contractions, in plain torch: what ``"auto"`` runs on a
+CPU while a model is traced (``torch.export``, ``torch.compile``) or where no C compiler builds
+the fused CPU kernel (:mod:`equivar.kernels.cpu_fused`, several times faster).
 
 e3nn evaluates a channel-wise tensor product path by path, each path a handful of small
 multiplications, so a training step of a small potential launches thousands of tiny operations

@@ -1,9 +1,12 @@
 """Which implementation runs the convolution, decided per call from the tensors' device.
 
-* ``"auto"`` (default): the fused Triton kernel on CUDA, the dense contraction elsewhere.
+* ``"auto"`` (default): the fused Triton kernel on CUDA, the fused C kernel on CPU (the dense
+  contraction where no C compiler is found, and while the model is traced by ``torch.export``
+  or ``torch.compile``, which cannot see into a C call).
 * ``"e3nn"``: the reference (gather, e3nn ``TensorProduct``, scatter), everywhere.
 * ``"dense"``: all paths as a few stacked dense contractions (:mod:`equivar.kernels.dense`),
   plain torch, everywhere; differentiated by autograd.
+* ``"fused_cpu"``: the fused C kernel (:mod:`equivar.kernels.cpu_fused`), CPU tensors only.
 * ``"triton"``: the fused kernel; on CPU only under ``TRITON_INTERPRET=1`` (slow, for tests).
 * ``"cuequivariance"``: NVIDIA's fused kernels, when the package is installed.
 
@@ -21,7 +24,7 @@ import torch
 from equivar.kernels.layout import EdgeLayout
 from equivar.kernels.spec import ConvSpec
 
-BACKENDS = ("auto", "e3nn", "dense", "triton", "cuequivariance")
+BACKENDS = ("auto", "e3nn", "dense", "fused_cpu", "triton", "cuequivariance")
 
 _warned: set[str] = set()
 _self_checked: dict[tuple, str] = {}
@@ -58,22 +61,50 @@ def _cueq_available() -> tuple[bool, str]:
 
 def availability() -> dict[str, tuple[bool, str]]:
     """``{backend: (usable, reason if not)}`` on this machine, for reports and the CLI."""
-    from equivar.kernels import triton_conv
+    from equivar.kernels import cpu_fused, triton_conv
 
-    return {"e3nn": (True, ""), "dense": (True, ""), "triton": triton_conv.available(),
-            "cuequivariance": _cueq_available()}
+    return {"e3nn": (True, ""), "dense": (True, ""), "fused_cpu": cpu_fused.available(),
+            "triton": triton_conv.available(), "cuequivariance": _cueq_available()}
+
+
+def _tracing() -> bool:
+    """True while ``torch.compile`` or ``make_fx``/``torch.export`` traces the model, or a
+    ``torch.func`` transform (vmap, grad) runs it: a C call through ctypes has no meaning on the
+    fake or batched tensors they pass."""
+    if torch.compiler.is_compiling() or torch._C._are_functorch_transforms_active():
+        return True
+    from torch.fx.experimental.proxy_tensor import get_proxy_mode
+
+    return get_proxy_mode() is not None
 
 
 def resolve(requested: str, device: torch.device) -> str:
     """The backend that will actually run for tensors on ``device`` (warns once on fallback)."""
-    from equivar.kernels import triton_conv
+    from equivar.kernels import cpu_fused, triton_conv
 
     if requested in ("e3nn", "dense"):
         return requested
     if requested == "auto":
         if device.type == "cuda" and triton_conv.available()[0]:
             return "triton"
-        return "dense"
+        if device.type != "cpu" or _tracing():
+            return "dense"
+        ok, why = cpu_fused.available()
+        if not ok:
+            _warn_once(f"the fused CPU convolution is unavailable ({why}); the slower 'dense' "
+                       "backend runs")
+            return "dense"
+        return "fused_cpu"
+    if requested == "fused_cpu":
+        ok, why = cpu_fused.available()
+        if not ok:
+            _warn_once(f"convolution backend 'fused_cpu' requested but {why}; using e3nn")
+            return "e3nn"
+        if device.type != "cpu" or _tracing():
+            _warn_once(f"convolution backend 'fused_cpu' needs real CPU tensors (got {device}"
+                       f"{', traced' if _tracing() else ''}); using e3nn")
+            return "e3nn"
+        return "fused_cpu"
     if requested == "triton":
         ok, why = triton_conv.available()
         if not ok:
@@ -103,6 +134,11 @@ def _run(backend: str, spec: ConvSpec, x, y, w, layout: EdgeLayout) -> torch.Ten
         from equivar.kernels.fused import fused_conv
 
         return fused_conv(spec, x, y, w, layout)
+    if backend == "fused_cpu":
+        from equivar.kernels import cpu_fused
+        from equivar.kernels.fused import fused_conv
+
+        return fused_conv(spec, x, y, w, layout, engine=cpu_fused)
     from equivar.kernels.cueq import cueq_conv
 
     return cueq_conv(spec, x, y, w, layout)

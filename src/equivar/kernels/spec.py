@@ -19,6 +19,7 @@ weights ``[n_edges, sum_k mul_k]`` in path order; output blocks one per path, in
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 
@@ -77,9 +78,10 @@ class ConvSpec:
     def max_mul(self) -> int:
         return max(b.mul for b in self.inputs)
 
-    @property
+    @functools.cached_property
     def key(self) -> str:
-        """A short hash naming this spec (generated kernels are cached under it)."""
+        """A short hash naming this spec (generated kernels are cached under it); computed once
+        per spec (hashing the repr took longer than a small convolution)."""
         return hashlib.sha1(repr(self).encode()).hexdigest()[:16]
 
     @property

@@ -68,9 +68,9 @@ class TensorProductConv(nn.Module):
         avg_num_neighbors: the sum is divided by this (dataset mean), so that the output scale
             does not grow with density (default 1).
         backend: implementation of the gather + tensor product + sum (:mod:`equivar.kernels`):
-            ``"auto"`` (fused Triton kernel on CUDA, ``"dense"`` elsewhere), ``"e3nn"`` (the
-            reference), ``"dense"`` (stacked dense contractions, plain torch), ``"triton"`` or
-            ``"cuequivariance"``. Parameters and results do not depend on it.
+            ``"auto"`` (fused Triton kernel on CUDA, fused C kernel on CPU), ``"e3nn"`` (the
+            reference), ``"dense"`` (stacked dense contractions, plain torch), ``"fused_cpu"``,
+            ``"triton"`` or ``"cuequivariance"``. Parameters and results do not depend on it.
 
     Shapes:
         node_feats: [n_nodes, irreps_in.dim], edge_sh: [n_edges, irreps_sh.dim],

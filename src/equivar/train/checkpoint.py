@@ -88,7 +88,12 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         lines = [x.strip() for x in str(err).splitlines() if x.strip()]
-        why = next((x for x in lines if "Unsupported global" in x), lines[0] if lines else "")
+        why = next((x for x in lines if "Unsupported global" in x), None)
+        if why is None:  # not a refused object: bytes that are no pickle at all
+            detail = next((x for x in lines if "Unsupported operand" in x),
+                          lines[-1] if lines else "no details")  # fmt: skip
+            raise ValueError(f"checkpoint {str(path)!r} is truncated or corrupt, or not a "
+                             f"PyTorch file (UnpicklingError: {detail})") from None
         why = why.split(" was not an allowed global")[0].removeprefix("WeightsUnpickler error: ")
         raise ValueError(
             f"checkpoint {str(path)!r} holds objects other than tensors and plain data, which "
