@@ -117,14 +117,17 @@ def write_json(path: str | os.PathLike, benchmark: str, rows: list[dict[str, Any
     """Write ``{"benchmark", "hardware", "versions", "rows"}`` to ``path`` (folders created).
 
     Args:
-        path: destination file.
+        path: destination file, replaced atomically.
         benchmark: the benchmark's name, e.g. ``"neighbors"``.
         rows: the measured rows, as printed.
     """
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     record = {"benchmark": benchmark, "hardware": hardware(), "versions": versions(), "rows": rows}
-    p.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    # atomic: a benchmark that rewrites its file as results arrive never leaves half of one
+    tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, p)
 
 
 def median_time(

@@ -56,8 +56,8 @@ MD17 (PBE+vdW-TS; 1000 training frames, training to convergence on a GPU), not f
 xTB labels at 500 K.
 
     python benchmarks/md17.py --quick                                  # smoke run, ~2 min CPU
-    nice -n 10 python benchmarks/md17.py --molecules ethanol aspirin uracil --minutes 3 \\
-        --jobs 2 --json md17.json                                      # the CPU table
+    nice -n 5 python benchmarks/md17.py --minutes 3 --jobs 2 \\
+        --json md17.json                       # the CPU table: 10 molecules, ~2 h on 2 cores
     python benchmarks/md17.py --minutes 30 --device cuda --preset M    # every molecule, GPU
     python benchmarks/md17.py --merge a.json b.json --json all.json    # one table from runs
 """
@@ -71,7 +71,7 @@ import math
 import multiprocessing
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import torch
@@ -372,14 +372,27 @@ def main(argv=None) -> None:
                     for name in args.models),
                    key=lambda t: (cost[t[2]], -t[1]))  # fmt: skip
     t0 = time.perf_counter()
+    clock = "CPU" if args.device == "cpu" else "wall"
+    done: dict[int, dict] = {}
+
+    def finished(i: int, result: dict) -> None:
+        # the JSON holds every run finished so far: a long job stopped half-way keeps them
+        # (``--merge`` joins such files)
+        done[i] = result
+        if args.json:
+            save(args, clock, [done[k] for k in sorted(done)])
+
     if args.jobs > 1:
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(args.jobs, mp_context=context) as pool:
-            results = list(pool.map(run_one, tasks, [args] * len(tasks)))
+            futures = {pool.submit(run_one, task, args): i for i, task in enumerate(tasks)}
+            for future in as_completed(futures):
+                finished(futures[future], future.result())
     else:
-        results = [run_one(task, args) for task in tasks]
+        for i, task in enumerate(tasks):
+            finished(i, run_one(task, args))
+    results = [done[k] for k in sorted(done)]
     wall = time.perf_counter() - t0
-    clock = "CPU" if args.device == "cpu" else "wall"
     print(f"\nMD17 (GFN2-xTB, 500 K) test MAE: {args.minutes:g} {clock} min per model, "
           f"{args.threads} thread(s) per process, {args.jobs} process(es) at once on "
           f"{args.device}; {wall / 60:.1f} min wall in all")
@@ -394,20 +407,23 @@ def main(argv=None) -> None:
     rows = summary_rows(results, args)
     print_table(rows)
     print_overall(rows, args.models)
-    if args.json:
-        settings = {"minutes": args.minutes, "clock": clock, "batch_size": args.batch_size,
-                    "lr": dict(zip(MODELS, args.lr, strict=True)),
-                    "loss_weights": dict(zip(("energy", "forces"), args.loss_weights,
-                                             strict=True)),
-                    "preset": args.preset,
-                    "equivar_options": {**EQUIVAR_OPTIONS, **dict(args.equivar_option)},
-                    "pyg_size": args.pyg_size, "cutoff": args.cutoff,
-                    "seed": args.seed, "threads": args.threads, "jobs": args.jobs,
-                    "device": args.device}  # fmt: skip
-        write_json(args.json, "md17", [{**r, "runs": [p for p in results
-                                                      if p["molecule"] == r["molecule"]
-                                                      and p["n_train"] == r["n_train"]],
-                                        **settings} for r in rows])  # fmt: skip
+
+
+def save(args, clock: str, results: list[dict]) -> None:
+    """Write ``--json``: one row per molecule and size, with its runs and the settings."""
+    settings = {"minutes": args.minutes, "clock": clock, "batch_size": args.batch_size,
+                "lr": dict(zip(MODELS, args.lr, strict=True)),
+                "loss_weights": dict(zip(("energy", "forces"), args.loss_weights, strict=True)),
+                "preset": args.preset,
+                "equivar_options": {**EQUIVAR_OPTIONS, **dict(args.equivar_option)},
+                "pyg_size": args.pyg_size, "cutoff": args.cutoff,
+                "seed": args.seed, "threads": args.threads, "jobs": args.jobs,
+                "device": args.device}  # fmt: skip
+    rows = summary_rows(results, args)
+    write_json(args.json, "md17", [{**r, "runs": [p for p in results
+                                                  if p["molecule"] == r["molecule"]
+                                                  and p["n_train"] == r["n_train"]],
+                                    **settings} for r in rows])  # fmt: skip
 
 
 def print_overall(rows: list[dict], models: list[str]) -> None:

@@ -110,3 +110,34 @@ def test_quick_modes_run(script, tmp_path):
                           str(out)], capture_output=True, text=True, timeout=900, cwd=ROOT)
     assert run.returncode == 0, run.stderr[-2000:]
     assert out.exists() and out.stat().st_size > 0
+
+
+def test_md17_json_holds_every_finished_run_as_they_arrive(tmp_path, monkeypatch):
+    """A long md17 job stopped half-way keeps what finished: the JSON is rewritten after each
+    run, and ``--merge`` reads such a file."""
+    md17 = _module("md17")
+    out = tmp_path / "md17.json"
+    seen = []
+
+    def fake_run(task, args):
+        molecule, n_train, name = task
+        if out.exists():  # what the file held before this run
+            seen.append(sum(len(r["runs"]) for r in json.loads(out.read_text())["rows"]))
+        if (molecule, n_train, name) == ("benzene", 50, "equivar"):
+            raise KeyboardInterrupt  # the job is stopped here
+        return {"molecule": molecule, "n_train": n_train, "model": name,
+                "energy_mae_meV": 1.0, "forces_mae_meV_A": {"equivar": 5.0}.get(name, 20.0),
+                "steps": 1, "epochs": 1, "train_s": 1.0}  # fmt: skip
+
+    monkeypatch.setattr(md17, "run_one", fake_run)
+    with pytest.raises(KeyboardInterrupt):
+        md17.main(["--molecules", "uracil", "benzene", "--n-train", "1000", "50", "--jobs", "1",
+                   "--json", str(out)])
+    # 12 tasks, the equivar ones last, benzene-50 the very last: it stopped the job
+    assert seen == list(range(1, 12))
+    rows = json.loads(out.read_text())["rows"]
+    assert sum(len(r["runs"]) for r in rows) == 11
+    uracil = {(r["molecule"], r["n_train"]): r for r in rows}[("uracil", 50)]
+    assert uracil["2x goal"] == "yes" and uracil["F schnet/equivar"] == 4.0
+    assert not list(tmp_path.glob(".*.tmp"))  # written atomically, no leftovers
+    md17.main(["--merge", str(out)])

@@ -4,6 +4,7 @@ sets, uniform and mixed multiplicities, several threads (potential-level tests: 
 "auto" picks it on CPU, and a missing compiler or a traced model falls back to "dense" with a
 warning / silently, never to a wrong answer."""
 
+from pathlib import Path
 
 import pytest
 import torch
@@ -144,3 +145,37 @@ def test_traced_models_run_dense():
     make_fx(f)(torch.ones(2))
     assert seen == ["dense"]
     assert dispatch.resolve("auto", torch.device("cpu")) == "fused_cpu"
+
+
+def test_an_unwritable_cache_falls_back_to_a_private_temporary_folder(tmp_path):
+    """A read-only home or an ``EQUIVAR_CACHE`` that cannot be a folder must not cost the fast
+    backend (nor crash ``resolve``): the library is built in a per-user temporary folder."""
+    import os
+    import subprocess
+    import sys
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    code = ("from equivar.kernels import cpu_fused; ok, why = cpu_fused.available(); "
+            "assert ok, why; print(cpu_fused._private_tmp_dir())")  # fmt: skip
+    env = {**os.environ, "EQUIVAR_CACHE": str(blocker / "cache"), "TMPDIR": str(scratch)}
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=300)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    folder = Path(run.stdout.strip())
+    assert folder.parent == scratch and len(list(folder.glob("cpu_fused_*.so"))) == 1
+    assert folder.stat().st_mode & 0o077 == 0  # closed to other users
+
+
+def test_a_private_folder_open_to_others_is_not_trusted(monkeypatch, tmp_path):
+    folder = tmp_path / "equivar-shared"
+    folder.mkdir()
+    folder.chmod(0o777)
+    monkeypatch.setattr(cpu_fused, "_cache_dir", lambda: tmp_path / "a-file" / "cache")
+    monkeypatch.setattr(cpu_fused, "_private_tmp_dir", lambda: folder)
+    (tmp_path / "a-file").write_text("")
+    (folder / "cpu_fused_x.so").write_bytes(b"planted")
+    path, why = cpu_fused._library_path("cpu_fused_x.so", set())
+    assert path is None and "can be written" in why

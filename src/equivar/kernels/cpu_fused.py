@@ -11,7 +11,8 @@ derivatives into autograd, so gradients of every order come from the same three 
 
 The library (``cpu_fused.c``, next to this file) is compiled once per machine with the system C
 compiler (``$CC``, default ``cc``; ``-O3 -march=native``, OpenMP when the compiler has it) into
-``$EQUIVAR_CACHE`` (default ``~/.cache/equivar``), written atomically, keyed by the source, the
+``$EQUIVAR_CACHE`` (default ``~/.cache/equivar``; where that cannot be written, a private
+per-user folder in the temporary directory), written atomically, keyed by the source, the
 flags, the compiler and the CPU. Without a C compiler the backend is unavailable and says why
 (:func:`available`); ``backend="auto"`` then runs ``"dense"`` and warns once.
 """
@@ -51,6 +52,44 @@ def _cache_dir() -> Path:
     return Path(os.environ.get("EQUIVAR_CACHE") or Path.home() / ".cache" / "equivar")
 
 
+def _private_tmp_dir() -> Path:
+    """A per-user folder in the temporary directory, for when the cache cannot be written."""
+    uid = os.getuid() if hasattr(os, "getuid") else os.getpid()
+    return Path(tempfile.gettempdir()) / f"equivar-{uid}"
+
+
+def _writable(folder: Path, private: bool = False) -> bool:
+    """Create ``folder`` if needed; whether this process can write there. ``private`` folders
+    (in a shared temporary directory) must be ours and closed to others, or a planted library
+    would be loaded."""
+    try:
+        folder.mkdir(mode=0o700 if private else 0o777, parents=True, exist_ok=True)
+        if private:
+            st = folder.stat()
+            if hasattr(os, "getuid") and (st.st_uid != os.getuid() or st.st_mode & 0o022):
+                return False
+        return os.access(folder, os.W_OK | os.X_OK)
+    except OSError:
+        return False
+
+
+def _library_path(name: str, avoid: set[Path]) -> tuple[Path | None, str]:
+    """Where the library called ``name`` is, or is to be built: the cache
+    (``$EQUIVAR_CACHE``), else - a read-only home, a path that is a file - a private folder in
+    the temporary directory; never a path in ``avoid`` (files that did not load and could not
+    be removed). ``(None, why)`` when no folder can be used."""
+    folders = [(_cache_dir(), False), (_private_tmp_dir(), True)]
+    for folder, private in folders:
+        path = folder / name
+        if path.exists() and path not in avoid and (not private or _writable(folder, True)):
+            return path, ""
+    for folder, private in folders:
+        if folder / name not in avoid and _writable(folder, private):
+            return folder / name, ""
+    return None, (f"neither {folders[0][0]} nor {folders[1][0]} can be written "
+                  "(set EQUIVAR_CACHE)")  # fmt: skip
+
+
 def _cpu_id() -> str:
     """What ``-march=native`` depends on: the machine and, on Linux, the CPU's feature flags."""
     text = platform.machine() + platform.processor()
@@ -75,8 +114,13 @@ def _compile() -> tuple[ctypes.CDLL | None, str]:
     errors = []
     for flags in _FLAG_SETS:
         key = hashlib.sha256("\0".join([source, compiler, version, _cpu_id(), *flags]).encode())
-        path = _cache_dir() / f"cpu_fused_{key.hexdigest()[:20]}.so"
+        name = f"cpu_fused_{key.hexdigest()[:20]}.so"
+        avoid: set[Path] = set()
         for _ in range(2):  # a cached file that does not load (truncated, foreign) is rebuilt once
+            path, why = _library_path(name, avoid)
+            if path is None:
+                errors.append(why)
+                break
             if not path.exists():
                 error = _build(compiler, flags, path)
                 if error:
@@ -86,14 +130,19 @@ def _compile() -> tuple[ctypes.CDLL | None, str]:
                 return _bind(ctypes.CDLL(str(path))), ""
             except (OSError, AttributeError) as exc:
                 errors.append(f"{' '.join(flags)}: loading {path.name} failed ({exc})")
-                path.unlink(missing_ok=True)
+                try:
+                    path.unlink(missing_ok=True)
+                except OSError:  # a read-only cache: leave it, build in the temporary folder
+                    avoid.add(path)
     return None, "compiling cpu_fused.c failed: " + " | ".join(errors)
 
 
 def _build(compiler: str, flags: list[str], path: Path) -> str:
     """Compile the library to ``path`` atomically; return an error text, or "" on success."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".so", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(suffix=".so", dir=path.parent)
+    except OSError as exc:
+        return f"cannot write to {path.parent} ({exc})"
     os.close(fd)
     cmd = [compiler, *flags, "-std=c99", "-shared", "-fPIC", "-o", tmp, str(SOURCE)]
     try:

@@ -95,32 +95,24 @@ def resolve(requested: str, device: torch.device) -> str:
                        "backend runs")
             return "dense"
         return "fused_cpu"
-    if requested == "fused_cpu":
-        ok, why = cpu_fused.available()
+    explicit = {  # backend: (availability, runs here?, what it needs)
+        "fused_cpu": (cpu_fused.available, device.type == "cpu" and not _tracing(),
+                      f"real CPU tensors (got {device}{', traced' if _tracing() else ''})"),
+        "triton": (triton_conv.available,
+                   device.type == "cuda" or triton_conv.interpreting(),
+                   f"a CUDA device (got {device}) or TRITON_INTERPRET=1"),
+        "cuequivariance": (_cueq_available, True, ""),
+    }
+    if requested in explicit:
+        available, runs_here, needs = explicit[requested]
+        ok, why = available()
         if not ok:
-            _warn_once(f"convolution backend 'fused_cpu' requested but {why}; using e3nn")
+            _warn_once(f"convolution backend {requested!r} requested but {why}; using e3nn")
             return "e3nn"
-        if device.type != "cpu" or _tracing():
-            _warn_once(f"convolution backend 'fused_cpu' needs real CPU tensors (got {device}"
-                       f"{', traced' if _tracing() else ''}); using e3nn")
+        if not runs_here:
+            _warn_once(f"convolution backend {requested!r} needs {needs}; using e3nn")
             return "e3nn"
-        return "fused_cpu"
-    if requested == "triton":
-        ok, why = triton_conv.available()
-        if not ok:
-            _warn_once(f"convolution backend 'triton' requested but {why}; using e3nn")
-            return "e3nn"
-        if device.type != "cuda" and not triton_conv.interpreting():
-            _warn_once(f"convolution backend 'triton' needs a CUDA device (got {device}) or "
-                       "TRITON_INTERPRET=1; using e3nn")
-            return "e3nn"
-        return "triton"
-    if requested == "cuequivariance":
-        ok, why = _cueq_available()
-        if not ok:
-            _warn_once(f"convolution backend 'cuequivariance' requested but {why}; using e3nn")
-            return "e3nn"
-        return "cuequivariance"
+        return requested
     raise ValueError(f"unknown convolution backend {requested!r}; available: {BACKENDS}")
 
 
