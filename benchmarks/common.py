@@ -126,8 +126,11 @@ def write_json(path: str | os.PathLike, benchmark: str, rows: list[dict[str, Any
     record = {"benchmark": benchmark, "hardware": hardware(), "versions": versions(), "rows": rows}
     # atomic: a benchmark that rewrites its file as results arrive never leaves half of one
     tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, p)
+    try:
+        tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, p)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def median_time(

@@ -78,6 +78,17 @@ def _tracing() -> bool:
     return get_proxy_mode() is not None
 
 
+def _unmet_need(backend: str, device: torch.device) -> str:
+    """What an installed ``backend`` lacks to run on ``device`` now ("" when nothing)."""
+    from equivar.kernels import triton_conv
+
+    if backend == "fused_cpu" and (device.type != "cpu" or _tracing()):
+        return f"real CPU tensors (got {device}{', traced' if _tracing() else ''})"
+    if backend == "triton" and device.type != "cuda" and not triton_conv.interpreting():
+        return f"a CUDA device (got {device}) or TRITON_INTERPRET=1"
+    return ""
+
+
 def resolve(requested: str, device: torch.device) -> str:
     """The backend that will actually run for tensors on ``device`` (warns once on fallback)."""
     from equivar.kernels import cpu_fused, triton_conv
@@ -95,21 +106,15 @@ def resolve(requested: str, device: torch.device) -> str:
                        "backend runs")
             return "dense"
         return "fused_cpu"
-    explicit = {  # backend: (availability, runs here?, what it needs)
-        "fused_cpu": (cpu_fused.available, device.type == "cpu" and not _tracing(),
-                      f"real CPU tensors (got {device}{', traced' if _tracing() else ''})"),
-        "triton": (triton_conv.available,
-                   device.type == "cuda" or triton_conv.interpreting(),
-                   f"a CUDA device (got {device}) or TRITON_INTERPRET=1"),
-        "cuequivariance": (_cueq_available, True, ""),
-    }
-    if requested in explicit:
-        available, runs_here, needs = explicit[requested]
+    if requested in ("fused_cpu", "triton", "cuequivariance"):
+        available = {"fused_cpu": cpu_fused.available, "triton": triton_conv.available,
+                     "cuequivariance": _cueq_available}[requested]  # fmt: skip
         ok, why = available()
         if not ok:
             _warn_once(f"convolution backend {requested!r} requested but {why}; using e3nn")
             return "e3nn"
-        if not runs_here:
+        needs = _unmet_need(requested, device)
+        if needs:
             _warn_once(f"convolution backend {requested!r} needs {needs}; using e3nn")
             return "e3nn"
         return requested
