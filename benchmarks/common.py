@@ -225,10 +225,13 @@ def budgeted_training(
     device: Any,
     minutes: float = 0.0,
     epochs: int = 0,
+    weight_decay: float = 0.0,
+    ema_decay: float = 0.99,
 ):
     """The training loop the accuracy benchmarks share, so every model gets the same one: AdamW
-    (no weight decay), linear warm-up then cosine decay over the budget, gradient clipping at 10,
-    an EMA of the weights (0.99), shuffled batches of ``frames`` from ``seed``.
+    (``weight_decay``, default none), linear warm-up then cosine decay over the budget, gradient
+    clipping at 10, an EMA of the weights (``ema_decay``, default 0.99), shuffled batches of
+    ``frames`` from ``seed``.
 
     The budget is ``minutes`` of training steps (process CPU time on a CPU, so other jobs on a
     shared machine do not change it; wall time on CUDA) and/or ``epochs`` (0: no limit).
@@ -244,8 +247,8 @@ def budgeted_training(
     from equivar.train import ExponentialMovingAverage
 
     g = torch.Generator().manual_seed(seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
-    ema = ExponentialMovingAverage(model, 0.99)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    ema = ExponentialMovingAverage(model, ema_decay)
     budget = minutes * 60 if minutes > 0 else math.inf
     max_epochs = epochs if epochs > 0 else math.inf
     steps_per_epoch = math.ceil(len(frames) / batch_size)

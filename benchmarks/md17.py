@@ -7,17 +7,20 @@ rest, so the 50-frame training set lies inside the 1000-frame one and both are s
 same 400 test frames). Energies in eV, forces in eV/Angstrom. Reported: test MAE of the total
 energy (meV) and of the force components (meV/Angstrom), as the MD17 literature reports them.
 
-Every model is trained by the same loop on the same batches (``--batch-size`` 8, one shuffled
-order per epoch from ``--seed``): AdamW (weight decay 0), linear warm-up then cosine decay of the
-learning rate over the budget, gradient clipping at 10, an exponential moving average of the
-weights (decay 0.99). Loss: equivar's ``total_loss`` with ``LossConfig(energy=1, forces=10)``,
-i.e. ``1 * MSE(energy per atom) + 10 * MSE(force components)`` in eV and eV/Angstrom - forces
-dominated, the default of ``equivar.train`` (``--loss-weights``). The budget is ``--minutes``
-of training steps per model (validation and testing not counted); on a CPU the minutes are the
-process's CPU time (one thread per process), so other jobs on a shared machine neither shorten
-nor lengthen any model's budget; on CUDA, wall time. The EMA weights are validated
-``--checks`` times, evenly spaced over the budget (and at the end); the best validated EMA
-(by the loss above, on the 100 validation frames) is tested.
+Every model is trained by the same loop on the same batches (``--batch-size`` 8, one shuffled order
+per epoch from ``--seed``): AdamW (weight decay 0, ``--weight-decay``), linear warm-up then cosine
+decay of the learning rate over the budget, gradient clipping at 10, an exponential moving average
+of the weights (decay 0.99, ``--ema-decay``). Loss: equivar's ``total_loss`` with
+``LossConfig(energy=1, forces=10)``, i.e. ``1 * MSE(energy per atom) + 10 * MSE(force components)``
+in eV and eV/Angstrom - forces dominated, the default of ``equivar.train`` (``--loss-weights``). The
+budget is ``--minutes`` of training steps per model (validation and testing not counted); on a CPU
+the minutes are the process's CPU time (one thread per process), so other jobs on a shared machine
+neither shorten nor lengthen any model's budget; on CUDA, wall time. The EMA weights are validated
+``--checks`` times, evenly spaced over the budget (and at the end); the best validated EMA (by the
+loss above, on the 100 validation frames) is tested. Each run's JSON keeps the validation force MAE
+at every check (``history``, the learning curve) and the force MAE on its own training frames
+(``train_forces_mae_meV_A``): their gap tells data-limited rows (50 frames: ~3 meV/A on the training
+set against ~25 on the test set for ethanol) from budget-limited ones.
 
 Energies are put on the same scale for every model: ``E = s * out + sum_atoms e[z]`` with the
 per-element energies ``e`` (least squares on the training set) and ``s`` the RMS of the
@@ -195,9 +198,11 @@ def train(model, train_frames, valid_frames, lr: float, args, device) -> dict:
         return total_loss(model(batch), batch, weights, loss_config)[0]
 
     step, seconds, best, best_state, shadow = 0, 0.0, math.inf, None, None
+    history = []  # one entry per validation: the learning curve, kept in the JSON
     for step, seconds, _, ema in budgeted_training(  # noqa: B007 (both read after the loop)
         model, train_frames, loss_fn, lr=lr, batch_size=args.batch_size, warmup=args.warmup,
         seed=args.seed, device=device, minutes=args.minutes,
+        weight_decay=args.weight_decay, ema_decay=args.ema_decay,
     ):  # fmt: skip
         shadow = ema.shadow
         if checks and seconds >= checks[0]:
@@ -205,12 +210,14 @@ def train(model, train_frames, valid_frames, lr: float, args, device) -> dict:
                 checks.pop(0)
             with ema.swapped(model):
                 value = errors(model, valid_frames, args.eval_batch_size, weights, device)
+            history.append({"step": step, "valid_forces_mae_meV_A": 1000 * value["forces_mae"],
+                            "valid_loss": value["loss"]})  # fmt: skip
             if value["loss"] < best:  # NaN (diverged) never wins
                 best, best_state = value["loss"], copy.deepcopy(ema.shadow)
     model.load_state_dict(best_state if best_state is not None else shadow)
     steps_per_epoch = math.ceil(len(train_frames) / args.batch_size)
     return {"steps": step, "epochs": round(step / steps_per_epoch, 1),
-            "train_s": round(seconds, 1), "valid_loss": best}  # fmt: skip
+            "train_s": round(seconds, 1), "valid_loss": best, "history": history}  # fmt: skip
 
 
 def run_one(task: tuple[str, int, str], args) -> dict:
@@ -234,15 +241,19 @@ def run_one(task: tuple[str, int, str], args) -> dict:
         info = train(model, data["train"], data["valid"], lr, args, device)
         weights = dict(zip(("energy", "forces"), args.loss_weights, strict=True))
         test = errors(model, data["test"], args.eval_batch_size, weights, device)
+        fit = errors(model, data["train"], args.eval_batch_size, weights, device)
     result = {"molecule": molecule, "n_train": n_train, "model": name,
               "energy_mae_meV": 1000 * test["energy_mae"],
-              "forces_mae_meV_A": 1000 * test["forces_mae"], **info,
+              "forces_mae_meV_A": 1000 * test["forces_mae"],
+              "train_forces_mae_meV_A": 1000 * fit["forces_mae"], **info,
               "params": sum(p.numel() for p in model.parameters()),
               "n_test": len(data["test"]), "wall_s": round(time.perf_counter() - wall, 1)}
+    curve = " ".join(f"{h['valid_forces_mae_meV_A']:.3g}" for h in info["history"])
     print(f"{molecule:>14} n={n_train:<4} {name:>9}: E {result['energy_mae_meV']:.3g} meV, "
           f"F {result['forces_mae_meV_A']:.3g} meV/A  ({info['steps']} steps, {info['epochs']} "
           f"epochs, {info['train_s']} s train, {result['wall_s']} s wall, {result['params']} "
-          f"parameters)", flush=True)  # fmt: skip
+          f"parameters; training-set F {result['train_forces_mae_meV_A']:.3g}; validation F by "
+          f"check: {curve})", flush=True)  # fmt: skip
     return result
 
 
@@ -315,8 +326,9 @@ def merged_results(paths: list[str]) -> tuple[list[dict], dict[tuple[str, int], 
 
 
 #: the run settings every JSON row carries (``main``), kept per row by ``--merge``
-SETTING_KEYS = ("minutes", "clock", "batch_size", "lr", "loss_weights", "preset",
-                "equivar_options", "pyg_size", "cutoff", "seed", "threads", "jobs", "device")
+SETTING_KEYS = ("minutes", "clock", "batch_size", "lr", "loss_weights", "weight_decay",
+                "ema_decay", "preset", "equivar_options", "pyg_size", "cutoff", "seed", "threads",
+                "jobs", "device")  # fmt: skip
 
 
 
@@ -338,6 +350,10 @@ def main(argv=None) -> None:
                         metavar=("EQUIVAR", "SCHNET", "DIMENET"),
                         help="peak learning rates (each model's best in the pilot sweep of "
                         "the module docstring)")
+    parser.add_argument("--weight-decay", type=float, default=0.0,
+                        help="AdamW weight decay, every model")
+    parser.add_argument("--ema-decay", type=float, default=0.99,
+                        help="decay of the weights' moving average, every model")
     parser.add_argument("--loss-weights", type=float, nargs=2, default=[1.0, 10.0],
                         metavar=("ENERGY", "FORCES"),
                         help="MSE weights of energy per atom (eV) and force components (eV/A)")
@@ -397,7 +413,7 @@ def main(argv=None) -> None:
           f"{args.threads} thread(s) per process, {args.jobs} process(es) at once on "
           f"{args.device}; {wall / 60:.1f} min wall in all")
     per_model = [{k: (round(v, 2) if isinstance(v, float) else v) for k, v in r.items()
-                  if k not in ("valid_loss", "n_test")} for r in results]  # fmt: skip
+                  if k not in ("valid_loss", "n_test", "history")} for r in results]  # fmt: skip
     print_table(per_model)
     print("\nE: total-energy MAE (meV); F: force-component MAE (meV/A); 'F x/equivar': x's force "
           "MAE over equivar's; goal: >= 2 against both.\nDFT paper columns: published MD17 "
@@ -414,6 +430,7 @@ def save(args, clock: str, results: list[dict]) -> None:
     settings = {"minutes": args.minutes, "clock": clock, "batch_size": args.batch_size,
                 "lr": dict(zip(MODELS, args.lr, strict=True)),
                 "loss_weights": dict(zip(("energy", "forces"), args.loss_weights, strict=True)),
+                "weight_decay": args.weight_decay, "ema_decay": args.ema_decay,
                 "preset": args.preset,
                 "equivar_options": {**EQUIVAR_OPTIONS, **dict(args.equivar_option)},
                 "pyg_size": args.pyg_size, "cutoff": args.cutoff,

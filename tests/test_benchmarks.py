@@ -3,6 +3,7 @@ the quick modes run end to end (slow)."""
 
 import importlib.util
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -141,3 +142,38 @@ def test_md17_json_holds_every_finished_run_as_they_arrive(tmp_path, monkeypatch
     assert uracil["2x goal"] == "yes" and uracil["F schnet/equivar"] == 4.0
     assert not list(tmp_path.glob(".*.tmp"))  # written atomically, no leftovers
     md17.main(["--merge", str(out)])
+
+
+def test_budgeted_training_takes_weight_decay_and_ema_decay():
+    """The shared loop's ``weight_decay`` shrinks weights with no gradient, and ``ema_decay=0``
+    makes the moving average the current weights."""
+    from torch_geometric.data import Data
+
+    common = _module("common")
+    frames = [Data(x=torch.zeros(1, 1)) for _ in range(4)]
+
+    def run(weight_decay, ema_decay):
+        torch.manual_seed(0)
+        model = torch.nn.Linear(2, 1)
+        with torch.no_grad():
+            model.weight.fill_(1.0)
+
+        def loss_fn(m, batch):  # a loss that ignores the weight: only decay moves it
+            return m.bias.pow(2).sum() + 0.0 * m.weight.sum()
+
+        loop = common.budgeted_training(model, frames, loss_fn, lr=0.1, batch_size=2, warmup=1,
+                                        seed=0, device=torch.device("cpu"), epochs=2,
+                                        weight_decay=weight_decay, ema_decay=ema_decay)
+        *_, (step, _, done, ema) = list(loop)
+        assert step == 4 and done
+        return model, ema
+
+    model, _ = run(0.0, 0.99)
+    assert torch.equal(model.weight, torch.ones_like(model.weight))
+    model, ema = run(0.5, 0.0)
+    assert (model.weight < 1.0).all()  # AdamW's decoupled decay: w *= (1 - lr * wd) per step
+    # learning rate: peak 0.1 after a one-step warm-up, cosine over the 4 steps of 2 epochs
+    shrink = math.prod(1 - 0.5 * 0.1 * 0.5 * (1 + math.cos(math.pi * s / 4)) for s in range(4))
+    torch.testing.assert_close(model.weight, torch.full_like(model.weight, shrink))
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(ema.shadow[key], value)

@@ -92,4 +92,5 @@ def test_clipping_and_schedule():
     assert clipped.max().item() == pytest.approx(bound) and bound < 10
     assert torch.equal(clipped[:99], e[:99])
     assert torch.equal(clip_local_energies(e, 0.0), e)
-    assert learning_rate(0.1, 0, 100) == 0.1 and learning_rate(0.1, 100, 100) == 0.05
+    assert learning_rate(0.1, 0, 100) == pytest.approx(0.1)
+    assert learning_rate(0.1, 100, 100) == pytest.approx(0.05)

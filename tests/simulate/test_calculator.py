@@ -140,9 +140,9 @@ def test_committee_mean_and_spread(ethanol, copper):
     same = EquivarCalculator([a, a])
     res = same.calculate_batch([ethanol, copper])
     for r in res:
-        assert r["energy_std"] == 0.0
-        assert np.all(r["forces_std"] == 0.0)
-    assert np.all(res[1]["stress_std"] == 0.0)
+        assert abs(r["energy_std"]) < 1e-12  # identical members: no spread
+        assert np.abs(r["forces_std"]).max() < 1e-12
+    assert np.abs(res[1]["stress_std"]).max() < 1e-12
     ethanol.calc = EquivarCalculator([a, b])
     energy = ethanol.get_potential_energy()
     e_a = EquivarCalculator(a).get_potential_energy(ethanol.copy())

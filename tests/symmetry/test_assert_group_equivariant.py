@@ -27,7 +27,7 @@ def test_passes_on_equivariant_functions_and_reports_every_element():
     s3 = symmetric(3)
     sorted_norms = assert_group_equivariant(lambda p: p.norm(dim=-1).sort(-1).values, s3,
                                             torch.randn(2, 3, 3, dtype=F64), out_action="trivial")
-    assert sorted_norms["max_error"] == 0.0
+    assert sorted_norms["max_error"] < 1e-14
 
 
 def test_names_the_failing_elements():
@@ -38,7 +38,7 @@ def test_names_the_failing_elements():
         assert_group_equivariant(top_row, c4, x, in_action="image", out_action="trivial")
     message = str(info.value)
     assert "3 of 4 elements of C4" in message and "rotation 90 deg" in message
-    assert info.value.errors["errors"][0] == 0.0  # the identity passes
+    assert info.value.errors["errors"][0] < 1e-14  # the identity passes
     assert [f[1].split(":")[0] for f in info.value.failures] == ["1", "2", "3"]
 
 
@@ -49,7 +49,11 @@ def test_reads_actions_from_lifted_modules_and_supports_unbatched_functions(dtyp
     x = torch.randn(2, 1, 5, 5, dtype=dtype)
     batched = assert_group_equivariant(lifted, d4, x)
     looped = assert_group_equivariant(lifted, d4, x, batched=False)
-    assert batched["max_error"] == looped["max_error"] == 0.0
+    # both modes measure the same errors; a lift permutes outputs, so they are rounding-level
+    # (exactly 0 on some CPUs, ~1e-7 in float32 on others: never compared exactly)
+    tol = 1e-12 if dtype == torch.float64 else 1e-5
+    assert batched["max_error"] < tol and looped["max_error"] < tol
+    assert batched["max_error"] == pytest.approx(looped["max_error"], abs=tol)
 
 
 def test_bad_input():

@@ -59,7 +59,7 @@ def test_lifted_mlp_is_equivariant_on_every_element_of_oh():
     assert out.shape == (3, 48, 3)
     assert isinstance(model.output_action, RegularAction)
     report = assert_group_equivariant(model, group, x)  # actions read from the model
-    assert report["n_group"] == 48 and report["max_error"] == 0.0  # a permutation: exact
+    assert report["n_group"] == 48 and report["max_error"] < 1e-13  # a permutation: rounding only
     # the lift evaluated at the identity is the original map: p o F^ = F
     assert torch.allclose(out[:, 0], model.module(x), atol=1e-15)
     # F^(x)(g) = F(g^-1 x), element by element
@@ -98,9 +98,9 @@ def test_lifted_cnn_is_equivariant_on_images(group_fn, dtype):
     x = torch.randn(3, 1, 6, 6, dtype=dtype)
     plain = cnn(dtype=dtype).eval()
     lifted = equivarify(plain, group, action="image")
-    assert assert_group_equivariant(lifted, group, x)["max_error"] == 0.0
-    inv = equivarify(plain, group, invariant=True, action="image")
     tol = 1e-12 if dtype == F64 else 1e-5
+    assert assert_group_equivariant(lifted, group, x)["max_error"] < tol
+    inv = equivarify(plain, group, invariant=True, action="image")
     assert assert_group_equivariant(inv, group, x)["max_error"] < tol
     # image-to-image: a conv net made to commute with rot90/flips
     unet = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.Tanh(),

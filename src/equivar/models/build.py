@@ -212,7 +212,9 @@ def build(name: str, **options: Any) -> nn.Module:
         correlation: order of each block's many-body product basis (default 1: pairwise
             messages only; 3 gives MACE-like 4-body features per layer).
         backend: convolution implementation, see :mod:`equivar.kernels` (default ``"auto"``:
-            the fused Triton kernel on CUDA, ``"dense"`` stacked contractions elsewhere).
+            the fused Triton kernel on CUDA, the fused C kernel ``"fused_cpu"`` on a CPU (with a
+            warning and ``"dense"`` where no C compiler builds it), ``"dense"`` stacked
+            contractions on other devices and under ``torch.export``).
         dtype: ``"float32"``/``"float64"`` or a torch dtype (default: torch's default). The model
             is always constructed in float64 and cast, so prefer ``dtype="float64"`` over
             ``model.double()`` (which cannot restore coefficients rounded to float32).
