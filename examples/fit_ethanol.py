@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import torch
 
 from equivar.data import compute_statistics, loader, read
 from equivar.models import build
+
+#: the repository's shipped data, found from this file (the example runs from any folder)
+DATASETS = Path(__file__).resolve().parents[1] / "datasets"
 
 
 def errors(model, batches) -> tuple[float, float]:
@@ -32,7 +36,7 @@ def errors(model, batches) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default="datasets/ethanol_xtb.extxyz")
+    parser.add_argument("--data", default=str(DATASETS / "ethanol_xtb.extxyz"))
     parser.add_argument("--epochs", type=int, default=120)
     parser.add_argument("--train", type=int, default=150)
     parser.add_argument("--preset", default="S")

@@ -27,7 +27,7 @@ from equivar.models import build
 from equivar.simulate import run_md
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fit_ethanol import errors  # noqa: E402  (held-out energy/force MAE)
+from fit_ethanol import DATASETS, errors  # noqa: E402  (held-out energy/force MAE)
 
 
 def fit(train, test, epochs: int, seed: int) -> torch.nn.Module:
@@ -106,15 +106,15 @@ def plot(result, md_frames, reference, path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default="datasets/ethanol_xtb.extxyz")
+    parser.add_argument("--data", default=str(DATASETS / "ethanol_xtb.extxyz"))
     parser.add_argument("--train", type=int, default=150, help="training frames")
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--steps", type=int, default=4000, help="NVE steps")
     parser.add_argument("--dt", type=float, default=0.5, help="fs")
     parser.add_argument("--temperature", type=float, default=500.0, help="initial, K")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--trajectory", default="md_ethanol.extxyz")
-    parser.add_argument("--plot", default="md_ethanol.png")
+    parser.add_argument("--trajectory", default="runs/examples/md_ethanol.extxyz")
+    parser.add_argument("--plot", default="runs/examples/md_ethanol.png")
     parser.add_argument(
         "--threads",
         type=int,
@@ -123,6 +123,8 @@ def main() -> None:
         "than 2 on a shared 2-core machine)",
     )
     args = parser.parse_args()
+    for out in (args.trajectory, args.plot):
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(args.threads)
 
     dataset = read(args.data, cutoff=5.0)

@@ -6,16 +6,17 @@ steps) from the first frame of held-out trajectories, and compares with the true
 positions, energy and momentum. Writes a PNG of predicted vs true trajectories.
 
     python examples/nbody.py                     # ~2-4 min on a laptop CPU
-    python examples/nbody.py --epochs 60 --train-trajectories 1000 --out nbody.png
+    python examples/nbody.py --epochs 60 --train-trajectories 1000 --out runs/nbody.png
 
 The data are generated on first use (a few seconds) and cached in ~/.cache/equivar (override with
-$EQUIVAR_CACHE_DIR or --cache).
+$EQUIVAR_CACHE or --cache).
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import matplotlib
 
@@ -26,7 +27,7 @@ import torch  # noqa: E402
 from equivar.data.datasets.nbody import INPUT_FRAME, TARGET_FRAME, NBodyDataset  # noqa: E402
 from equivar.models import build  # noqa: E402
 from equivar.simulate import rollout  # noqa: E402
-from equivar.simulate.rollout import compare_with_simulator  # noqa: E402
+from equivar.simulate.rollouts import compare_with_simulator  # noqa: E402
 
 
 def train(model, ds: NBodyDataset, epochs: int, lr: float, seed: int) -> None:
@@ -61,10 +62,11 @@ def main() -> None:
     p.add_argument("--preset", default="S")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cache", default=None, help="data cache folder")
-    p.add_argument("--out", default="nbody_rollout.png")
+    p.add_argument("--out", default="runs/examples/nbody_rollout.png")
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (default 1: 5-particle graphs gain nothing from more)")
     args = p.parse_args()
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -80,8 +81,9 @@ def main() -> None:
     parser.add_argument("--test", type=int, default=500, help="test molecules")
     parser.add_argument("--epochs", type=int, default=25)
     parser.add_argument("--preset", default="S")
-    parser.add_argument("--plot", default="qm9_parity.png", help="parity plot (PNG)")
+    parser.add_argument("--plot", default="runs/examples/qm9_parity.png", help="parity plot (PNG)")
     args = parser.parse_args()
+    Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
     torch.set_num_threads(1)  # tiny graphs: one thread is as fast and leaves the rest free
 

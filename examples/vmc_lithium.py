@@ -12,12 +12,13 @@ from pyscf) to start near the right nodal surface.
     python examples/vmc_lithium.py --iterations 3000  # closer to the exact energy, longer
     python examples/vmc_lithium.py --device cuda --walkers 4096 --preset L --iterations 20000
 
-Writes the energy-vs-iteration plot to vmc_lithium.png (with matplotlib installed).
+Writes the energy-vs-iteration plot to runs/examples/vmc_lithium.png (with matplotlib installed).
 """
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import torch
 
@@ -38,8 +39,9 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=1,
                    help="CPU threads (default 1: these tensors are too small to share)")
-    p.add_argument("--plot", default="vmc_lithium.png")
+    p.add_argument("--plot", default="runs/examples/vmc_lithium.png")
     args = p.parse_args()
+    Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(args.threads)
 
     li = atom("Li")

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -177,3 +178,41 @@ def test_budgeted_training_takes_weight_decay_and_ema_decay():
     torch.testing.assert_close(model.weight, torch.full_like(model.weight, shrink))
     for key, value in model.state_dict().items():
         torch.testing.assert_close(ema.shadow[key], value)
+
+
+def test_nbody_pooled_error_and_time_reversal():
+    """The fresh-set error bar holds seed and test-set spread; time reversal swaps the frames and
+    negates the velocities, doubling the training pairs."""
+    nbody = _module("nbody")
+    mean, sem, seed_std, set_std = nbody.pooled_error([[1.0, 3.0], [3.0, 5.0]])
+    assert mean == pytest.approx(3.0)
+    assert seed_std == pytest.approx(math.sqrt(2.0)) and set_std == pytest.approx(math.sqrt(2.0))
+    assert sem == pytest.approx(math.sqrt(2.0 / 2 + 2.0 / 2))
+    rng = np.random.default_rng(0)
+    arrays = {"pos": rng.normal(size=(3, 49, 5, 3)), "vel": rng.normal(size=(3, 49, 5, 3)),
+              "charges": rng.choice([-1.0, 1.0], size=(3, 5))}
+    ds = nbody.NBodyDataset("train", trajectories=arrays)
+    both = nbody.time_reversed(ds)
+    assert len(both) == 2 * len(ds)
+    torch.testing.assert_close(both.pos[3:], ds.target_pos)
+    torch.testing.assert_close(both.vel[3:], -ds.target_vel)
+    torch.testing.assert_close(both.target_pos[3:], ds.pos)
+    torch.testing.assert_close(both.charges[3:], ds.charges)
+    assert both.batch(slice(0, 6)).num_graphs == 6
+
+
+def test_readme_results_table_is_derived_from_the_json_files(capsys):
+    """``benchmarks/claims.py``: the README's table equals what the recorded JSON files give."""
+    claims = _module("claims")
+    assert claims.main(["--quick"]) == 0, capsys.readouterr().out
+    assert "matches the JSON files" in capsys.readouterr().out
+
+
+def test_threads_benchmark_quick_mode(tmp_path):
+    """``benchmarks/threads.py`` measures in child processes and writes its rows."""
+    threads = _module("threads")
+    rows = threads.main(["--quick", "--threads", "1", "--wait-policy", "PASSIVE", "--json",
+                         str(tmp_path / "t.json")])
+    assert len(rows) == 1 and rows[0]["threads"] == 1 and rows[0]["OMP_WAIT_POLICY"] == "PASSIVE"
+    assert rows[0]["median ms"] > 0 and rows[0]["backend"] in ("fused_cpu", "dense")
+    assert json.loads((tmp_path / "t.json").read_text())["benchmark"] == "threads"

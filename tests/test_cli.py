@@ -11,12 +11,48 @@ from equivar.cli import main
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_check_on_shipped_data_passes(capsys):
+def test_check_on_shipped_data_passes(capsys, one_thread):
     status = main(["check", str(ROOT / "datasets" / "ethanol_xtb.extxyz"), "--max-structures",
                    "3", "--preset", "S", "--cutoff", "4.0"])
     out = capsys.readouterr().out
     assert status == 0
     assert "all symmetry checks passed" in out and "ethanol_xtb.extxyz" in out
+
+
+def test_check_runs_finite_differences_on_a_few_structures_and_says_what_it_checked(
+        capsys, monkeypatch, one_thread):
+    """Finite differences cost ~110 model evaluations: on the first --fd-structures structures
+    (default 4), the cheap symmetry checks on all; one CPU thread unless told otherwise."""
+    import torch
+
+    from equivar.testing import report
+
+    seen = []
+    real = report.assert_conservative
+
+    def counting(model, batch, **kwargs):
+        seen.append(batch.num_graphs)
+        return real(model, batch, **kwargs)
+
+    monkeypatch.setattr(report, "assert_conservative", counting)
+    torch.set_num_threads(2)
+    status = main(["check", str(ROOT / "datasets" / "ethanol_xtb.extxyz"), "--max-structures",
+                   "6", "--cutoff", "4.0"])
+    out = " ".join(capsys.readouterr().out.split())  # the summary is wrapped
+    assert status == 0 and seen == [4]
+    assert torch.get_num_threads() == 1 and "1 CPU thread" in out
+    assert "on the first 4 structure(s) of each file" in out
+    assert "3 random rotations" in out and "zero work around a 64-point closed loop" in out
+    seen.clear()
+    assert main(["check", str(ROOT / "datasets" / "ethanol_xtb.extxyz"), "--max-structures",
+                 "2", "--cutoff", "4.0", "--fd-structures", "1"]) == 0
+    assert seen == [1]
+    assert main(["check", str(ROOT / "datasets" / "ethanol_xtb.extxyz"), "--max-structures",
+                 "2", "--fd-structures", "0"]) == 0
+    assert seen == [1] and "no finite differences" in " ".join(capsys.readouterr().out.split())
+    from equivar.cli import parse
+
+    assert parse(["check", "x.extxyz", "--threads", "0"]).threads == 0  # 0: torch's default
 
 
 def test_check_reports_a_missing_file(capsys):
@@ -48,3 +84,19 @@ def test_allocator_tuning_applies_on_glibc_and_can_be_turned_off(monkeypatch):
     assert applied == (platform.system() == "Linux" and platform.libc_ver()[0] == "glibc")
     monkeypatch.setenv("EQUIVAR_MALLOC_TUNING", "0")
     assert tune_glibc_malloc() is False
+
+
+def test_the_command_lets_waiting_openmp_threads_sleep(monkeypatch):
+    """``equivar`` sets ``OMP_WAIT_POLICY=PASSIVE`` before torch loads, unless the user chose."""
+    import os
+
+    from equivar.cli import main
+
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"

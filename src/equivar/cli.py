@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+import textwrap
 import time
 from collections.abc import Sequence
 
@@ -29,8 +31,17 @@ def _check(args: argparse.Namespace) -> int:
 
     from equivar.data import compute_statistics, read
     from equivar.models import build
+    from equivar.testing.conservative import DEFAULT_LOOP_POINTS, DEFAULT_N_CHECKS
+    from equivar.testing.equivariance import DEFAULT_N_ROTATIONS
     from equivar.testing.report import symmetry_report, worst_by_transform
 
+    if args.max_structures < 1 or args.fd_structures < 0:
+        raise ValueError(f"--max-structures must be >= 1 and --fd-structures >= 0, got "
+                         f"{args.max_structures} and {args.fd_structures}")
+    if args.threads < 0:
+        raise ValueError(f"--threads must be >= 0 (0: one per core), got {args.threads}")
+    if args.threads:  # small batches: more threads wait on each other more than they help
+        torch.set_num_threads(args.threads)
     dtype = {"float32": torch.float32, "float64": torch.float64}[args.dtype]
     datasets = {path: read(path, args.cutoff, index=f":{args.max_structures}", dtype=dtype)
                 for path in args.paths}
@@ -42,19 +53,29 @@ def _check(args: argparse.Namespace) -> int:
     model.eval()
     print(f"equivar check: untrained potential (preset {args.preset}, cutoff {args.cutoff} A, "
           f"{sum(p.numel() for p in model.parameters())} parameters, {args.dtype}) "
-          f"for species {species}")
+          f"for species {species}; {torch.get_num_threads()} CPU thread(s)")
     print(_backend_line(model) + "\n")
     header = (f"{'file':<28} {'structs':>7} {'atoms':>6} {'ms/struct':>9} {'rotation':>9} "
               f"{'inversion':>9} {'translat.':>9} {'permut.':>9} {'forces-FD':>9} {'loop':>9}")
     print(header)
     print("-" * len(header))
     all_passed = True
+    fd_counts = []
     for path, dataset in datasets.items():
         batch = Batch.from_data_list(list(dataset))
+        model(batch)  # warm-up: the first call builds caches (kernels, layouts)
         t0 = time.perf_counter()
         model(batch)
         ms = 1e3 * (time.perf_counter() - t0) / len(dataset)
-        report = symmetry_report(model, batch, seed=args.seed)
+        report = symmetry_report(model, batch, seed=args.seed, conservative=False)
+        n_fd = min(args.fd_structures, len(dataset))
+        fd_counts.append(n_fd)
+        if n_fd:  # finite differences cost ~110 evaluations: on the first few structures only
+            fd_batch = Batch.from_data_list(list(dataset)[:n_fd])
+            fd = symmetry_report(model, fd_batch, seed=args.seed, equivariance=False)
+            report["conservative"] = fd["conservative"]
+            report["passed"] &= fd["passed"]
+            report["failures"] += fd["failures"]
         worst = worst_by_transform(report["equivariance"])
         cons = report.get("conservative", {})
         name = path if len(path) <= 28 else "..." + path[-25:]
@@ -66,7 +87,17 @@ def _check(args: argparse.Namespace) -> int:
         for failure in report["failures"]:
             print(f"  FAILED {failure}")
         all_passed &= report["passed"]
-    print("\nerrors are relative (worst over outputs energy, forces, ...); tolerance "
+    n = DEFAULT_N_ROTATIONS
+    fd_what = (f"on the first {max(fd_counts)} structure(s) of each file: forces against finite "
+               f"differences of the energy ({DEFAULT_N_CHECKS} coordinates and {DEFAULT_N_CHECKS} "
+               f"directions per structure), Hessian symmetry, and zero work around a "
+               f"{DEFAULT_LOOP_POINTS}-point closed loop" if max(fd_counts)
+               else "no finite differences (--fd-structures 0)")
+    print("\n" + textwrap.fill(
+        f"checked: energy and forces of every structure listed, under {n} random rotations, {n} "
+        f"rotations with inversion, {n} translations, {n} atom permutations and {n} edge "
+        f"reorderings; {fd_what}", width=100, break_on_hyphens=False))
+    print("errors are relative (worst over outputs energy, forces, ...); tolerance "
           f"{'1e-10' if dtype == torch.float64 else '1e-5'} for symmetry, "
           f"{'1e-6' if dtype == torch.float64 else '1e-2'} for finite differences")
     print("all symmetry checks passed" if all_passed else "SOME CHECKS FAILED")
@@ -106,6 +137,13 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--cutoff", type=float, default=5.0, help="Angstrom (default 5)")
     check.add_argument("--dtype", default="float64", choices=["float32", "float64"])
     check.add_argument("--max-structures", type=int, default=16, help="per file (default 16)")
+    check.add_argument("--fd-structures", type=int, default=4, metavar="N",
+                       help="finite-difference checks (forces, Hessian, loop work: about 110 "
+                       "evaluations each) on the first N structures of each file (default 4; "
+                       "0: none)")
+    check.add_argument("--threads", type=int, default=1,
+                       help="CPU threads (default 1: these small batches run fastest on one, "
+                       "and far slower with 2 on a busy 2-core machine; 0: one per core)")
     check.add_argument("--seed", type=int, default=0)
     check.set_defaults(func=_check)
     for module in _COMMAND_MODULES:
@@ -127,8 +165,41 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
+#: exit status of a command stopped by Ctrl-C (128 + SIGINT, as shells report it)
+INTERRUPTED = 130
+
+
+def _interrupted(args: argparse.Namespace) -> int:
+    """Ctrl-C: close progress bars, then one line saying what was kept (a command that writes
+    something resumable sets ``args.interrupt_note``, a callable returning that text)."""
+    if "tqdm" in sys.modules:  # a bar left open would end without a newline, before our line
+        from tqdm import tqdm
+
+        for bar in list(getattr(tqdm, "_instances", ())):
+            bar.close()
+    note = getattr(args, "interrupt_note", None)
+    try:
+        text = note() if note is not None else None
+    except Exception:  # the note is a courtesy: never a traceback in its place
+        text = None
+    print(f"equivar {args.command}: interrupted" + (f"; {text}" if text else ""),
+          file=sys.stderr)
+    return INTERRUPTED
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse(argv)
+    # Before torch loads (parsing imports it): OpenMP threads that find no work sleep instead
+    # of spinning. On a machine shared with other jobs a spinning thread holds a core that a
+    # descheduled peer needs, and each parallel region waits for the slowest thread: a small
+    # training step with 2 threads on a 2-core machine beside other jobs measured 0.7 s against
+    # 0.02-0.06 s with this set (RESULTS.md, "threads on a busy machine"). A value the user set
+    # wins.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    try:
+        args = parse(argv)
+    except KeyboardInterrupt:  # while importing the subcommands
+        print("equivar: interrupted", file=sys.stderr)
+        return INTERRUPTED
     from equivar._allocator import tune_glibc_malloc
 
     tune_glibc_malloc()  # the command owns its process: keep freed memory (7 % faster on CPU)
@@ -137,6 +208,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, TypeError, FileNotFoundError) as err:
         print(f"equivar {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        return _interrupted(args)
 
 
 if __name__ == "__main__":

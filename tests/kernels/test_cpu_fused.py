@@ -53,7 +53,7 @@ def test_value_gradient_and_second_derivatives(name, dtype):
 def test_several_threads_give_the_same_numbers():
     tp = make_tp(*SPECS["uniform32"])
     spec = ConvSpec.from_e3nn(tp)
-    (x, y, w), index = _inputs(tp, 40, 300, torch.float64, seed=3)
+    (x, y, w), index = _inputs(tp, 40, 3000, torch.float64, seed=3)  # above PARALLEL_MIN_WORK
     previous = torch.get_num_threads()
     try:
         torch.set_num_threads(1)

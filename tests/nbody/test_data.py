@@ -99,7 +99,7 @@ def test_cache_roundtrip(tmp_path, monkeypatch):
         raise AssertionError("regenerated although cached")
 
     monkeypatch.setattr(nb, "generate_trajectories", fail)
-    monkeypatch.setenv("EQUIVAR_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("EQUIVAR_CACHE", str(tmp_path))
     again = nb.load_trajectories("val", 2)  # from the environment variable's folder
     for key in ("pos", "vel", "charges"):
         np.testing.assert_array_equal(again[key], data[key])

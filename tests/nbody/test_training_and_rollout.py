@@ -8,7 +8,7 @@ import torch
 from equivar.data.datasets import nbody as nb
 from equivar.models import build
 from equivar.simulate import rollout
-from equivar.simulate.rollout import compare_with_simulator, conserved_quantities
+from equivar.simulate.rollouts import compare_with_simulator, conserved_quantities
 
 
 @pytest.fixture(scope="module")

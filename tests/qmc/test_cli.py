@@ -45,4 +45,4 @@ def test_vmc_command_with_default_settings(tmp_path):
                              "--iterations", "5", "--no-progress"], cwd=tmp_path,
                             capture_output=True, text=True, check=True)
     assert "He: E = " in result.stdout
-    assert (tmp_path / "vmc_He" / "energy.png").is_file()
+    assert (tmp_path / "runs" / "vmc_He" / "energy.png").is_file()

@@ -34,3 +34,44 @@ def test_md_command_reports_bad_input(tmp_path, capsys):
     assert "none.xyz" in capsys.readouterr().err
     assert main(["md", str(checkpoint), str(structure), "--steps", "-3", "--no-progress"]) == 2
     assert "steps" in capsys.readouterr().err
+
+
+def test_nvt_reports_the_temperature_against_its_target_not_a_drift(tmp_path, capsys):
+    """A thermostat exchanges energy on purpose: an energy drift would mean nothing."""
+    checkpoint = save_checkpoint(tiny_potential(), tmp_path / "model.pt")
+    structure = tmp_path / "ethanol.xyz"
+    write(structure, molecule("CH3CH2OH"))
+    status = main(["md", str(checkpoint), str(structure), "--ensemble", "nvt", "--steps", "8",
+                   "--temperature", "250", "--out", str(tmp_path / "t.extxyz"),
+                   "--log-interval", "4", "--no-progress"])  # fmt: skip
+    text = capsys.readouterr().out
+    assert status == 0, text
+    assert "drift" not in text and "total energy" not in text
+    assert "K mean against the target 250 K" in text and "Langevin" in text
+
+
+def test_npt_reports_temperature_volume_and_pressure(tmp_path, capsys, copper):
+    checkpoint = save_checkpoint(tiny_potential(), tmp_path / "model.pt")
+    structure = tmp_path / "cu.extxyz"
+    write(structure, copper)
+    status = main(["md", str(checkpoint), str(structure), "--ensemble", "npt", "--steps", "4",
+                   "--dt", "1", "--pressure", "0.5", "--out", str(tmp_path / "t.extxyz"),
+                   "--log-interval", "2", "--no-progress"])  # fmt: skip
+    text = capsys.readouterr().out
+    assert status == 0, text
+    assert "drift" not in text
+    assert "K mean against the target 300 K" in text
+    assert "A^3 mean (start" in text and "GPa mean against the target 0.5 GPa" in text
+
+
+def test_npt_result_logs_a_finite_pressure(potential, copper):
+    import numpy as np
+
+    from equivar.simulate.md import run_md
+
+    result = run_md(potential, copper, ensemble="npt", steps=4, dt_fs=1.0, log_interval=2,
+                    progress=False)
+    assert result.pressure_GPa.shape == (3,) and np.all(np.isfinite(result.pressure_GPa))
+    assert result.target_temperature_K == 300.0
+    nve = run_md(potential, copper, ensemble="nve", steps=2, log_interval=2, progress=False)
+    assert nve.pressure_GPa is None  # not computed where nothing needs the stress

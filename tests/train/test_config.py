@@ -2,7 +2,8 @@
 
 import pytest
 
-from equivar.train import load_config
+from equivar.data import LabelKeys
+from equivar.train import config_from_dict, load_config
 
 
 def test_yaml_and_overrides(tmp_path):
@@ -24,6 +25,9 @@ def test_yaml_and_overrides(tmp_path):
         ("optim.schedule=linear", "optim.schedule must be one of"),
         ("progress=3", "'progress' must be true or false"),
         ("epochs", "must look like key.sub=value"),
+        ("data.energy_keys=E", "unknown config key 'data.energy_keys'; did you mean 'energy_key'"),
+        ("data.forces_key=energy", "data: energy_key and forces_key both name 'energy'"),
+        ('data.stress_key=" "', "data: stress_key must be a non-empty string"),
     ],
 )
 def test_bad_configs_are_named(override, message):
@@ -36,3 +40,13 @@ def test_missing_file_and_missing_train():
         load_config("no/such.yaml")
     with pytest.raises(ValueError, match="data.train must name a file"):
         load_config(None, [])
+
+
+def test_label_keys(tmp_path):
+    cfg = load_config(None, ["data.train=x.extxyz", "data.energy_key=REF_energy",
+                             "data.forces_key=REF_forces"])
+    assert cfg.data.label_keys() == LabelKeys(energy_key="REF_energy", forces_key="REF_forces")
+    assert cfg.to_dict()["data"]["energy_key"] == "REF_energy"  # recorded with the run
+    # a config recorded before the keys existed (an old run's config.yaml) reads with defaults
+    old = {"data": {"train": "x.extxyz", "cutoff": 4.0}, "epochs": 3}
+    assert config_from_dict(old).data.label_keys() == LabelKeys()

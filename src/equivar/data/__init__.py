@@ -8,6 +8,7 @@ Everything here returns ``torch_geometric.data.Data`` graphs whose fields are na
 from equivar.data.dataset import AtomsDataset, loader
 from equivar.data.graph import from_ase, to_ase
 from equivar.data.io import iread, read, write_npz
+from equivar.data.labels import LabelKeys
 from equivar.data.neighbors import radius_graph
 from equivar.data.shards import ShardedDataset, ShardWriter, write_shards
 from equivar.data.statistics import DatasetStatistics, compute_statistics
@@ -16,6 +17,7 @@ from equivar.data.validation import check_species, validate_structure
 __all__ = [
     "AtomsDataset",
     "DatasetStatistics",
+    "LabelKeys",
     "ShardWriter",
     "ShardedDataset",
     "check_species",

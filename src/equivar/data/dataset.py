@@ -10,6 +10,7 @@ import torch
 
 from equivar import keys as K
 from equivar.data.graph import checked_graph, from_ase
+from equivar.data.labels import LabelKeys
 from equivar.data.validation import check_cutoff
 
 if TYPE_CHECKING:
@@ -139,6 +140,10 @@ class AtomsDataset(SplitMixin, torch.utils.data.Dataset):
         cutoff: neighbour cutoff radius (Angstrom).
         dtype: floating dtype of the graphs. Default: ``torch.get_default_dtype()`` for Atoms,
             the graph's own ``pos`` dtype for Data.
+        labels: keys under which the ``ase.Atoms`` keep their energy, forces, stress and
+            virial, e.g. ``LabelKeys(energy_key="REF_energy")`` (see
+            :mod:`equivar.data.labels`). Default: equivar's names. Graphs (``Data``) carry
+            their targets under equivar's names already, so they take only the default.
 
     Example:
         >>> from ase.build import molecule
@@ -153,22 +158,30 @@ class AtomsDataset(SplitMixin, torch.utils.data.Dataset):
         cutoff: float,
         *,
         dtype: torch.dtype | None = None,
+        labels: LabelKeys | None = None,
     ) -> None:
         import ase
         from torch_geometric.data import Data
 
         check_cutoff(cutoff)
+        if labels is not None and not isinstance(labels, LabelKeys):
+            raise TypeError(f"labels must be an equivar.data.LabelKeys, got "
+                            f"{type(labels).__name__}")
         items = list(structures)
         n_atoms = sum(isinstance(s, ase.Atoms) for s in items)
         n_data = sum(isinstance(s, Data) for s in items)
         if n_atoms + n_data != len(items) or (n_atoms and n_data):
             kinds = sorted({type(s).__name__ for s in items})
             raise TypeError(f"structures must be all ase.Atoms or all Data, got {kinds}")
+        if n_data and labels is not None and labels.renamed():
+            raise ValueError(f"label keys ({labels}) say where ase.Atoms keep their labels; "
+                             "graphs (Data) carry them under equivar's names already: rename "
+                             "their fields or build the graphs from the ase.Atoms")
         graphs = []
         for k, item in enumerate(items):
             try:
                 if n_atoms:
-                    graphs.append(from_ase(item, cutoff, dtype=dtype))
+                    graphs.append(from_ase(item, cutoff, dtype=dtype, labels=labels))
                 else:
                     graphs.append(_rebuild(item, cutoff, dtype))
             except (ValueError, TypeError) as err:
@@ -176,20 +189,31 @@ class AtomsDataset(SplitMixin, torch.utils.data.Dataset):
         self._graphs: list[Data] = graphs
         self._atoms: list[ase.Atoms] | None = items if n_atoms else None
         self._cutoff = float(cutoff)
+        self._labels = (labels or LabelKeys()) if n_atoms else None
 
     @classmethod
     def _from_cache(
-        cls, graphs: list[Data], atoms: list[ase.Atoms] | None, cutoff: float
+        cls,
+        graphs: list[Data],
+        atoms: list[ase.Atoms] | None,
+        cutoff: float,
+        labels: LabelKeys | None,
     ) -> AtomsDataset:
         """A dataset over already-built graphs (used by :meth:`subset`; no work is redone)."""
         obj = cls.__new__(cls)
-        obj._graphs, obj._atoms, obj._cutoff = graphs, atoms, cutoff
+        obj._graphs, obj._atoms, obj._cutoff, obj._labels = graphs, atoms, cutoff, labels
         return obj
 
     @property
     def cutoff(self) -> float:
         """The neighbour cutoff (Angstrom) every graph was built with."""
         return self._cutoff
+
+    @property
+    def labels(self) -> LabelKeys | None:
+        """The keys the labels were read from (None if built from ``Data``, whose fields were
+        named already); rebuilding from :attr:`atoms` needs the same."""
+        return self._labels
 
     @property
     def atoms(self) -> list[ase.Atoms] | None:
@@ -214,7 +238,8 @@ class AtomsDataset(SplitMixin, torch.utils.data.Dataset):
         """The graphs at ``indices`` (in that order) as a new dataset sharing the cache."""
         idx = [int(i) for i in indices]
         atoms = None if self._atoms is None else [self._atoms[i] for i in idx]
-        return self._from_cache([self._graphs[i] for i in idx], atoms, self._cutoff)
+        return self._from_cache([self._graphs[i] for i in idx], atoms, self._cutoff,
+                                self._labels)
 
 
 def loader(dataset: Any, batch_size: int, shuffle: bool = False, **kwargs: Any) -> DataLoader:

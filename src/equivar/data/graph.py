@@ -4,6 +4,8 @@ A graph carries the structure fields of :mod:`equivar.keys` (``pos, z, cell, pbc
 shifts, total_charge, spin``) plus every numeric target the ``Atoms`` carries, gathered from
 (later sources win on a name clash) ``atoms.info`` (graph level), ``atoms.arrays`` (node level) and
 the attached calculator's ``results`` (``ase.io.read`` puts extxyz energies/forces there).
+Labels kept under keys of their own (``REF_energy``, ...) are moved to equivar's names as a
+:class:`~equivar.data.LabelKeys` says (see :mod:`equivar.data.labels`).
 
 Names that PyG treats specially are skipped: anything containing ``"index"`` or equal to
 ``"face"`` (PyG would offset it by the node count when batching), the structure keys, ``batch``,
@@ -18,6 +20,7 @@ import numpy as np
 import torch
 
 from equivar import keys as K
+from equivar.data.labels import KEY_FIELDS, LabelKeys, check_atoms_labels, missing_label
 from equivar.data.neighbors import radius_graph
 from equivar.data.validation import (
     MIN_DISTANCE,
@@ -85,11 +88,11 @@ def _to_tensor(value: Any, dtype: torch.dtype) -> torch.Tensor | None:
 
 
 def _graph_target(key: str, value: Any, dtype: torch.dtype) -> torch.Tensor | None:
-    """A graph-level target with a leading axis of 1; Voigt stresses become 3x3."""
+    """A graph-level target with a leading axis of 1; Voigt stresses and virials become 3x3."""
     t = _to_tensor(value, dtype)
     if t is None:
         return None
-    if key == K.STRESS and t.shape == (6,):
+    if key in (K.STRESS, K.VIRIAL) and t.shape == (6,):
         t = torch.as_tensor(_voigt_to_full(t.numpy()), dtype=dtype)  # [3, 3]
     return t.unsqueeze(0)  # [1, ...]
 
@@ -106,12 +109,67 @@ def _node_target(key: str, value: Any, n: int, dtype: torch.dtype) -> torch.Tens
     return t
 
 
-def atoms_fields(atoms: ase.Atoms, dtype: torch.dtype | None = None) -> tuple[dict, set[str]]:
+def relabel(fields: dict, node_keys: set[str], labels: LabelKeys | None) -> None:
+    """Move the labels kept under keys of their own to equivar's names, in place (the key
+    they came from is dropped; a same-named field, e.g. the calculator's ``energy`` when
+    ``energy_key="REF_energy"``, is replaced). Stress and virial become 3x3; integer labels
+    become the floating dtype of ``pos``.
+
+    Args:
+        fields: a structure's fields (``pos`` and the targets, graph-level with a leading axis
+            of 1); modified.
+        node_keys: names of the per-atom fields; modified.
+        labels: the keys; None or the defaults change nothing.
+
+    Raises:
+        ValueError: a label missing, per atom where it should be per frame (or the reverse), or
+            of the wrong shape; the message names the label and its key.
+
+    Shapes:
+        energy ``[1]``; forces ``[n_nodes, 3]``; stress, virial ``[1, 3, 3]`` (from ``[1, 6]``
+        Voigt or ``[1, 9]`` row-major values too).
+    """
+    renamed = {} if labels is None else labels.renamed()
+    if not renamed:
+        return
+    for target, key in renamed.items():
+        if key not in fields:
+            raise ValueError(missing_label(target, key, {"fields": sorted(
+                k for k in fields if k not in _RESERVED)}))
+    # take every source out before storing any: stress_key="virial", virial_key="stress" swap
+    values = {t: (fields.pop(k), k in node_keys) for t, k in renamed.items()}
+    node_keys.difference_update(renamed.values())
+    n, dtype = fields[K.POSITIONS].shape[0], fields[K.POSITIONS].dtype
+    for target, (value, node) in values.items():
+        name = f"the {target} label {renamed[target]!r} ({KEY_FIELDS[target]})"
+        per_atom = K.FIELDS[target].level == "node"
+        if node != per_atom:
+            raise ValueError(f"{name} is per {'atom' if node else 'frame'}; it must be per "
+                             f"{'atom' if per_atom else 'frame'}")
+        if not value.is_floating_point():  # extxyz reads "energy=-5" as an integer
+            value = value.to(dtype)
+        if target in (K.STRESS, K.VIRIAL) and value.shape == (1, 6):
+            value = torch.as_tensor(_voigt_to_full(value.numpy()), dtype=value.dtype)
+        elif target in (K.STRESS, K.VIRIAL) and value.shape == (1, 9):
+            value = value.reshape(1, 3, 3)  # [1, 3, 3]
+        expected = (n, 3) if target == K.FORCES else {K.ENERGY: (1,)}.get(target, (1, 3, 3))
+        if tuple(value.shape) != expected:
+            what = "one number per frame" if target == K.ENERGY else f"shape {list(expected)}"
+            raise ValueError(f"{name} has shape {list(value.shape)}, expected {what}")
+        fields[target] = value
+        (node_keys.add if per_atom else node_keys.discard)(target)
+
+
+def atoms_fields(
+    atoms: ase.Atoms, dtype: torch.dtype | None = None, *, labels: LabelKeys | None = None
+) -> tuple[dict, set[str]]:
     """Every field of a graph except the edges, and the names of the node-level targets.
 
     Args:
         atoms: the structure (not modified).
         dtype: floating dtype of positions, cell and float targets. Default: torch's default.
+        labels: keys under which the structure keeps its energy, forces, stress and virial
+            (see :mod:`equivar.data.labels`). Default: equivar's names.
 
     Returns:
         ``(fields, node_keys)``: a dict of tensors named as in :mod:`equivar.keys`, and the set of
@@ -162,6 +220,8 @@ def atoms_fields(atoms: ase.Atoms, dtype: torch.dtype | None = None) -> tuple[di
     for key, value in results.items():
         if value is not None:
             put(_FROM_ASE_NAME.get(key, key), value, node=key in _NODE_RESULTS)
+    check_atoms_labels(atoms, labels)  # names what atoms has, before relabel sees only fields
+    relabel(fields, node_keys, labels)
     return fields, node_keys
 
 
@@ -190,7 +250,13 @@ def checked_graph(fields: dict, cutoff: float) -> tuple[torch.Tensor, torch.Tens
     return edge_index, shifts
 
 
-def from_ase(atoms: ase.Atoms, cutoff: float, *, dtype: torch.dtype | None = None) -> Data:
+def from_ase(
+    atoms: ase.Atoms,
+    cutoff: float,
+    *,
+    dtype: torch.dtype | None = None,
+    labels: LabelKeys | None = None,
+) -> Data:
     """Build a validated graph with periodic edges and targets from an ``ase.Atoms``.
 
     Args:
@@ -198,6 +264,9 @@ def from_ase(atoms: ase.Atoms, cutoff: float, *, dtype: torch.dtype | None = Non
         cutoff: neighbour cutoff radius (Angstrom).
         dtype: floating dtype of positions, cell, shifts and float targets. Default:
             ``torch.get_default_dtype()``.
+        labels: keys under which ``atoms`` keeps its energy, forces, stress and virial, e.g.
+            ``LabelKeys(energy_key="REF_energy")`` (see :mod:`equivar.data.labels`). Default:
+            equivar's names (``energy``, ``forces``, ``stress``, ``virial``).
 
     Returns:
         A ``Data`` with ``pos, z, cell, pbc, edge_index, shifts, total_charge, spin`` and the
@@ -219,7 +288,7 @@ def from_ase(atoms: ase.Atoms, cutoff: float, *, dtype: torch.dtype | None = Non
     """
     from torch_geometric.data import Data
 
-    fields, _ = atoms_fields(atoms, dtype)
+    fields, _ = atoms_fields(atoms, dtype, labels=labels)
     fields[K.EDGE_INDEX], fields[K.EDGE_SHIFTS] = checked_graph(fields, cutoff)
     return Data(**fields)
 

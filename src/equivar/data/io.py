@@ -15,6 +15,10 @@ Formats:
       (MD17/sGDML files use kcal/mol and kcal/mol/Angstrom, not eV); convert them yourself.
     * HDF5 shards (a directory with ``manifest.json``, see :mod:`equivar.data.shards`), read
       lazily as a :class:`~equivar.data.ShardedDataset`.
+
+Labels kept under keys of their own (MACE's ``energy_key="REF_energy"`` ...) are read with
+``read(..., energy_key=..., forces_key=..., stress_key=..., virial_key=...)``; see
+:mod:`equivar.data.labels` for where each is looked up.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import torch
 from equivar import keys as K
 from equivar.data.dataset import AtomsDataset
 from equivar.data.graph import atoms_fields, is_node_level, make_atoms
+from equivar.data.labels import LabelKeys, check_atoms_labels
 
 if TYPE_CHECKING:
     import ase
@@ -50,6 +55,10 @@ def read(
     *,
     index: int | slice | str = ":",
     dtype: torch.dtype | None = None,
+    energy_key: str = K.ENERGY,
+    forces_key: str = K.FORCES,
+    stress_key: str = K.STRESS,
+    virial_key: str = K.VIRIAL,
 ) -> AtomsDataset | ShardedDataset:
     """Read a file of structures (with their targets) into a dataset of graphs.
 
@@ -62,20 +71,40 @@ def read(
         index: which frames, in ASE's syntax (``":"``, ``"-10:"``, ``"::2"``, an int or a slice).
             Default ``":"``: all.
         dtype: floating dtype of the graphs. Default: ``torch.get_default_dtype()``.
+        energy_key: where each frame keeps its energy: ``atoms.info[energy_key]`` or the
+            calculator's result (extxyz ``energy=`` lands there). Default ``"energy"``.
+        forces_key: where it keeps its forces: ``atoms.arrays[forces_key]`` (an extxyz
+            ``Properties`` column) or the calculator's. Default ``"forces"``.
+        stress_key: where it keeps its stress (3x3, 6 Voigt or 9 values), like the energy.
+            Default ``"stress"``.
+        virial_key: where it keeps its virial (eV), like the stress. Default ``"virial"``.
+            In ``.npz`` files and shards each key names an array / stored field. The labels are
+            stored under equivar's names (``energy``, ``forces``, ...) and the keys they came
+            from are dropped. A key left at its default is optional (unlabelled files read as
+            before); any other key must be in every frame (see :mod:`equivar.data.labels`).
 
     Returns:
-        An :class:`AtomsDataset` (its ``.atoms`` are the frames read), or for shards a lazy
-        :class:`~equivar.data.ShardedDataset` that reads and builds each graph on access.
+        An :class:`AtomsDataset` (its ``.atoms`` are the frames read, labels under the file's
+        keys), or for shards a lazy :class:`~equivar.data.ShardedDataset` that reads and builds
+        each graph on access.
+
+    Raises:
+        ValueError: a frame without a label whose key is not the default; the message names
+            the file, the frame, the key, the keys the frame has and the closest of them.
 
     Example:
         >>> ds = read("train.extxyz", cutoff=5.0)  # doctest: +SKIP
         >>> big = read("train_shards/", cutoff=5.0)  # lazy: nothing is loaded yet  # doctest: +SKIP
+        >>> mace = read("train.xyz", cutoff=5.0, energy_key="REF_energy",
+        ...             forces_key="REF_forces")  # doctest: +SKIP
     """
     from equivar.data.shards import ShardedDataset, is_shard_path
 
+    labels = LabelKeys(energy_key=energy_key, forces_key=forces_key, stress_key=stress_key,
+                       virial_key=virial_key)
     p = Path(path)
     if is_shard_path(p):
-        dataset = ShardedDataset(p, cutoff, dtype=dtype)
+        dataset = ShardedDataset(p, cutoff, dtype=dtype, labels=labels)
         chosen = _frame_selection(len(dataset), index)
         return dataset if len(chosen) == len(dataset) else dataset.subset(chosen)
     if p.is_dir():
@@ -85,7 +114,33 @@ def read(
         )
     if not p.is_file():
         raise FileNotFoundError(f"path {str(p)!r} does not exist or is not a file")
-    return AtomsDataset(list(iread(p, index)), cutoff, dtype=dtype)
+    frames = list(_with_labels(iread(p, index), labels, p, index))
+    return AtomsDataset(frames, cutoff, dtype=dtype, labels=labels)
+
+
+def _with_labels(
+    frames: Iterable[ase.Atoms], labels: LabelKeys, path: Path, index: int | slice | str
+) -> Iterator[ase.Atoms]:
+    """``frames``, each checked for its labels; an error names the file and the frame."""
+    for k, atoms in enumerate(frames):
+        try:
+            check_atoms_labels(atoms, labels)
+        except ValueError as err:
+            raise ValueError(f"path {str(path)!r}, {_frame_name(k, index)}: {err}") from None
+        yield atoms
+
+
+def _frame_name(k: int, index: int | slice | str) -> str:
+    """How an error names the ``k``-th frame read with ``index``: its number in the file when
+    the selection says it without counting the frames (``":"``, ``"10:"``, ``"::2"``, ``3``)."""
+    from ase.io.formats import string2index
+
+    sel = string2index(index) if isinstance(index, str) else index
+    if isinstance(sel, (int, np.integer)) and sel >= 0:
+        return f"frame {int(sel)}"
+    if isinstance(sel, slice) and (sel.start or 0) >= 0 and (sel.step or 1) > 0:
+        return f"frame {(sel.start or 0) + k * (sel.step or 1)}"
+    return f"frame {k} of those chosen by index={index!r}"
 
 
 def iread(path: str | os.PathLike, index: int | slice | str = ":") -> Iterator[ase.Atoms]:

@@ -36,6 +36,8 @@ import torch
 
 from equivar import keys as K
 from equivar.data.dataset import SplitMixin, graph_from_fields
+from equivar.data.graph import relabel
+from equivar.data.labels import KEY_FIELDS, LabelKeys, missing_label
 from equivar.data.validation import check_cutoff, validate_structure
 
 if TYPE_CHECKING:
@@ -56,6 +58,8 @@ UNITS = {
 #: Fields of a graph that are not stored: edges are rebuilt at the reader's cutoff.
 _NOT_STORED = {K.EDGE_INDEX, K.EDGE_SHIFTS, K.EDGE_VECTORS, K.EDGE_LENGTHS, K.BATCH, "ptr"}
 _NODE_STRUCTURE = {K.POSITIONS, K.ATOMIC_NUMBERS}
+#: Stored structure fields, never a label (left out of "the keys that are there").
+_NOT_LABELS = {K.POSITIONS, K.ATOMIC_NUMBERS, K.CELL, K.PBC, K.TOTAL_CHARGE, K.SPIN}
 _CHUNK_BYTES = 1 << 14  # compressed datasets: ~16 KiB chunks, so one structure is a small read
 
 
@@ -431,6 +435,10 @@ class ShardedDataset(SplitMixin, torch.utils.data.Dataset):
         cutoff: neighbour cutoff radius (Angstrom).
         dtype: floating dtype of the graphs. Default: ``torch.get_default_dtype()``.
         max_open: open shards kept per process. Default 64.
+        labels: keys of the stored fields that hold the energy, forces, stress and virial,
+            e.g. ``LabelKeys(energy_key="REF_energy")`` for shards converted from a file that
+            keeps its labels there (see :mod:`equivar.data.labels`); checked against the
+            manifest at once. Default: equivar's names.
 
     Shapes:
         as :func:`equivar.data.from_ase`: ``pos [n_nodes, 3]``, ``edge_index [2, n_edges]``, ...
@@ -442,9 +450,27 @@ class ShardedDataset(SplitMixin, torch.utils.data.Dataset):
     """
 
     def __init__(self, path: str | os.PathLike, cutoff: float, *,
-                 dtype: torch.dtype | None = None, max_open: int = 64) -> None:
+                 dtype: torch.dtype | None = None, max_open: int = 64,
+                 labels: LabelKeys | None = None) -> None:
         check_cutoff(cutoff)
         self._dir, self._manifest = _load_manifest(Path(path))
+        if labels is not None and not isinstance(labels, LabelKeys):
+            raise TypeError(f"labels must be an equivar.data.LabelKeys, got "
+                            f"{type(labels).__name__}")
+        self._labels = labels or LabelKeys()
+        stored = self._manifest["fields"]
+        self._node_fields = {name for name, spec in stored.items() if spec["level"] == "node"}
+        for target, key in self._labels.renamed().items():  # every structure has every field
+            where = f"shards in {str(self._dir)!r}"
+            if key not in stored:
+                raise ValueError(f"{where}: " + missing_label(target, key, {
+                    "stored fields": [k for k in stored if k not in _NOT_LABELS]}))
+            if stored[key]["level"] != K.FIELDS[target].level:
+                raise ValueError(f"{where}: the {target} label {key!r} is stored per "
+                                 f"{'atom' if stored[key]['level'] == 'node' else 'structure'}; "
+                                 f"{KEY_FIELDS[target]} must name a per-"
+                                 f"{'atom' if K.FIELDS[target].level == 'node' else 'structure'}"
+                                 " field")
         self._cutoff = float(cutoff)
         self._dtype = torch.get_default_dtype() if dtype is None else dtype
         if not self._dtype.is_floating_point:
@@ -476,6 +502,11 @@ class ShardedDataset(SplitMixin, torch.utils.data.Dataset):
         obj = self.subset(range(len(self)))
         obj._dtype = dtype
         return obj
+
+    @property
+    def labels(self) -> LabelKeys:
+        """The keys of the stored fields that hold the labels."""
+        return self._labels
 
     @property
     def manifest(self) -> dict:
@@ -518,6 +549,7 @@ class ShardedDataset(SplitMixin, torch.utils.data.Dataset):
         row = i - int(self._starts[shard])
         fields = self._reader(shard).fields(row)
         try:
+            relabel(fields, set(self._node_fields), self._labels)
             return graph_from_fields(fields, self._cutoff, self._dtype)
         except (ValueError, TypeError) as err:
             where = f"{self._manifest['shards'][shard]['file']} row {row}"

@@ -14,7 +14,7 @@ from equivar import keys as K
 if TYPE_CHECKING:
     from torch_geometric.data import Data
 
-__all__ = ["DatasetStatistics", "compute_statistics"]
+__all__ = ["DatasetStatistics", "compute_statistics", "target_statistics"]
 
 
 @dataclass(frozen=True)
@@ -154,3 +154,44 @@ def compute_statistics(
         stats["atomic_energies"] = {int(s): float(v) for s, v in zip(species, shifts, strict=True)}
         stats["energy_residual_rms_per_atom"] = float(np.sqrt(np.mean(residual**2)))
     return DatasetStatistics(**stats)
+
+
+def target_statistics(
+    dataset: Iterable[Data], targets: dict[str, str]
+) -> tuple[dict[str, dict[int, float] | float], dict[str, float]]:
+    """Shifts and scales that start a property model's invariant outputs on its training targets.
+
+    ``"sum"`` targets (extensive, e.g. U0) get per-element shifts by least squares on the element
+    counts (as :func:`compute_statistics` fits energies) and the per-atom scale
+    ``rms(residual / n_atoms) * sqrt(mean n_atoms)``, at which uncorrelated unit per-atom
+    outputs sum to the residual's size; ``"mean"`` targets (intensive, e.g. the gap) the mean
+    and standard deviation over structures; ``"node"`` targets the same over atoms. Equivariant
+    kinds (``"vector"``, ``"dipole"``, ``"tensor"``) take none.
+
+    Args:
+        dataset: graphs holding every target in ``targets`` under its name.
+        targets: ``{name: kind}`` as for ``build("property", targets=...)``.
+
+    Returns:
+        ``(target_shifts, target_scales)`` for ``build("property", ...)``.
+    """
+    shifts: dict[str, dict[int, float] | float] = {}
+    scales: dict[str, float] = {}
+    for name, kind in targets.items():
+        if kind == "sum":
+            stats = compute_statistics(dataset, energy_key=name, forces_key="")
+            if not stats.atomic_energies:
+                raise ValueError(f"target {name!r} is missing from the training structures")
+            shifts[name] = stats.atomic_energies
+            rms = stats.energy_residual_rms_per_atom or 0.0
+            scales[name] = rms * float(np.sqrt(stats.mean_num_atoms)) or 1.0
+        elif kind in ("mean", "node"):
+            values = []
+            for k, data in enumerate(dataset):
+                if name not in data or data[name] is None:
+                    raise ValueError(f"structure {k} has no target {name!r}")
+                values.append(_as_numpy(data[name]).reshape(-1))
+            y = np.concatenate(values)
+            shifts[name] = float(y.mean())
+            scales[name] = float(y.std()) or 1.0
+    return shifts, scales

@@ -11,7 +11,8 @@ derivatives into autograd, so gradients of every order come from the same three 
 
 The library (``cpu_fused.c``, next to this file) is compiled once per machine with the system C
 compiler (``$CC``, default ``cc``; ``-O3 -march=native``, OpenMP when the compiler has it) into
-``$EQUIVAR_CACHE`` (default ``~/.cache/equivar``; where that cannot be written, a private
+equivar's cache (:func:`equivar.cache.cache_dir`: ``$EQUIVAR_CACHE``, else
+``$XDG_CACHE_HOME/equivar``, else ``~/.cache/equivar``; where that cannot be written, a private
 per-user folder in the temporary directory), written atomically, keyed by the source, the
 flags, the compiler and the CPU. Without a C compiler the backend is unavailable and says why
 (:func:`available`); ``backend="auto"`` then runs ``"dense"`` and warns once.
@@ -31,6 +32,7 @@ from pathlib import Path
 
 import torch
 
+from equivar.cache import cache_dir
 from equivar.kernels.layout import EdgeLayout
 from equivar.kernels.spec import ConvSpec
 
@@ -49,7 +51,7 @@ _state: dict[str, object] = {}
 
 
 def _cache_dir() -> Path:
-    return Path(os.environ.get("EQUIVAR_CACHE") or Path.home() / ".cache" / "equivar")
+    return cache_dir()
 
 
 def _private_tmp_dir() -> Path:

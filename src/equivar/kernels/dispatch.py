@@ -24,6 +24,7 @@ import torch
 from equivar.kernels.layout import EdgeLayout
 from equivar.kernels.spec import ConvSpec
 
+#: the backend names that ``backend=`` accepts
 BACKENDS = ("auto", "e3nn", "dense", "fused_cpu", "triton", "cuequivariance")
 
 _warned: set[str] = set()

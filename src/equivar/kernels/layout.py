@@ -75,6 +75,8 @@ class _LastLayout:
         self._layout: EdgeLayout | None = None
 
     def get(self, edge_index: torch.Tensor, n_nodes: int) -> EdgeLayout:
+        """:func:`edge_layout` of ``edge_index``, reused while the same unmodified tensor and
+        ``n_nodes`` come back (the layers of one forward pass build it once)."""
         key = (edge_index._version, int(n_nodes), edge_index.device)
         if self._ref is not None and self._ref() is edge_index and self._key == key:
             return self._layout

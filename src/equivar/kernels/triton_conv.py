@@ -13,8 +13,8 @@ Design (see :mod:`equivar.kernels.spec` for the 4-linear form ``T(g, x, y, w)``)
 * Each kernel's backward is the others (``T`` is linear in each argument), so gradients of any
   order, forces in the loss included, come from the same four kernels.
 
-The generated module is written once per spec to a cache folder (``$EQUIVAR_CACHE`` or
-``~/.cache/equivar``) because Triton reads a kernel's source from its file.
+The generated module is written once per spec to a cache folder (``triton`` under
+:func:`equivar.cache.cache_dir`) because Triton reads a kernel's source from its file.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from types import ModuleType
 
 import torch
 
+from equivar.cache import cache_dir
 from equivar.kernels.layout import EdgeLayout
 from equivar.kernels.spec import ConvSpec
 
@@ -259,9 +260,7 @@ _MODULES: dict[tuple[str, bool], ModuleType] = {}
 
 
 def _cache_dir() -> FilePath:
-    root = os.environ.get("EQUIVAR_CACHE") or os.path.join(os.path.expanduser("~"), ".cache",
-                                                             "equivar")
-    path = FilePath(root) / "triton"
+    path = FilePath(cache_dir("triton"))
     path.mkdir(parents=True, exist_ok=True)
     return path
 

@@ -174,6 +174,7 @@ def _to_config(options: Mapping[str, Any]) -> dict[str, Any]:
     return {k: plain(v) for k, v in options.items()}
 
 
+#: model name -> its builder function, or ``"module:function"`` imported on first use
 BUILDERS: dict[str, Callable[..., nn.Module] | str] = {
     "potential": build_potential,
     "property": build_property,
@@ -194,18 +195,24 @@ def _builder(name: str) -> Callable[..., nn.Module]:
 def build(name: str, **options: Any) -> nn.Module:
     """Build a model by name from keyword options.
 
-    Names: ``"potential"`` (energy/forces/stress), ``"property"`` (molecular properties).
-    Later issues add ``"nbody"`` and ``"wavefunction"``.
+    Names: ``"potential"`` (energy/forces/stress), ``"property"`` (molecular properties),
+    ``"nbody"`` (N-body dynamics) and ``"wavefunction"`` (neural wavefunction); see ``BUILDERS``.
+    Options are keyword-only; explicit options override the preset. The common ones of
+    ``"potential"`` and ``"property"`` are listed below.
 
-    Common options (all keyword-only; explicit options override the preset, which overrides
-    nothing else):
+    Args:
+        name: the model, a key of ``BUILDERS``.
+        **options: the model's options.
+
+    Keyword Args:
         preset: ``"S"``, ``"M"`` (default) or ``"L"`` (see ``PRESETS``).
         statistics: an ``equivar.data.DatasetStatistics``; sets species, ``avg_num_neighbors``,
             per-element energy shifts and the energy scale.
         species: atomic numbers or symbols (default H..Rn).
         cutoff: radial cutoff in Angstrom (default 5.0).
         num_channels, lmax, sh_lmax, num_layers: trunk size (from the preset).
-        num_basis (8), radial_basis (``"bessel"`` | ``"gaussian"``), radial_hidden (preset).
+        num_basis, radial_basis, radial_hidden: radial basis size (default 8), its kind
+            (``"bessel"``, the default, or ``"gaussian"``) and the radial MLP widths (preset).
         avg_num_neighbors: neighbour-sum normalisation (default 12, or from statistics).
         graph_inputs: embed total charge and spin multiplicity (default True).
         norm: equivariant RMS norm between blocks (default False).

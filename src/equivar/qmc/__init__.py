@@ -80,13 +80,14 @@ _WHERE = {
     "load_wavefunction": "checkpoint",
     "save_checkpoint": "checkpoint",
     "plot_energy": "plot",
-    "VMCConfig": "vmc",
-    "VMCResult": "vmc",
-    "vmc": "vmc",
+    "VMCConfig": "driver",
+    "VMCResult": "driver",
+    "vmc": "driver",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
     from equivar.qmc.checkpoint import load_checkpoint, load_wavefunction, save_checkpoint
+    from equivar.qmc.driver import VMCConfig, VMCResult, vmc
     from equivar.qmc.hamiltonian import (
         check_walkers,
         kinetic_energy,
@@ -100,7 +101,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from equivar.qmc.sampler import MetropolisSampler
     from equivar.qmc.statistics import EnergyEstimate, autocorrelation_time, blocking, estimate
     from equivar.qmc.systems import GROUND_STATE_SPIN, NAMED_SYSTEMS, Molecule, atom, get_system
-    from equivar.qmc.vmc import VMCConfig, VMCResult, vmc
 
 
 __getattr__, __dir__ = lazy_attributes(__name__, _WHERE, __all__)

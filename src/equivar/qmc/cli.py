@@ -10,8 +10,8 @@ from pathlib import Path
 def _vmc(args: argparse.Namespace) -> int:
     import yaml
 
+    from equivar.qmc.driver import VMCConfig, vmc
     from equivar.qmc.systems import get_system
-    from equivar.qmc.vmc import VMCConfig, vmc
 
     system = get_system(args.system)
     if args.threads is not None:
@@ -34,11 +34,15 @@ def _vmc(args: argparse.Namespace) -> int:
     model = {"preset": args.preset, "features": args.features}
     if args.determinants is not None:
         model["n_determinants"] = args.determinants
-    out = Path(args.output or f"vmc_{system.name}")
+    out = Path(args.output or f"runs/vmc_{system.name}")
     checkpoint = out / "checkpoint.pt"
     if checkpoint.exists() and not args.resume:
         raise ValueError(f"{checkpoint} exists: pass --resume to continue it, or choose another "
                          "--output")
+    # Ctrl-C (equivar.cli.main): checkpoints are written atomically, so the last one is whole
+    args.interrupt_note = lambda: (
+        f"the last checkpoint is {checkpoint} (continue with --resume)" if checkpoint.exists()
+        else f"no checkpoint was written yet in {out}")
     plot = None
     if not args.no_plot:
         try:
@@ -94,7 +98,7 @@ def add_commands(subparsers) -> None:
     p.add_argument("--seed", type=int)
     p.add_argument("--threads", type=int, help="CPU threads (small systems run best on 1)")
     p.add_argument("--checkpoint-every", type=int, help="iterations (default 100)")
-    p.add_argument("--output", help="output folder (default vmc_SYSTEM)")
+    p.add_argument("--output", help="output folder (default runs/vmc_SYSTEM)")
     p.add_argument("--resume", action="store_true", help="continue OUTPUT/checkpoint.pt")
     p.add_argument("--config", help="YAML file of VMCConfig settings")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -10,7 +10,7 @@ from equivar._lazy import lazy_attributes
 _WHERE = {
     "EquivarCalculator": "calculator",
     "run_md": "md",
-    "rollout": "rollout",
+    "rollout": "rollouts",
 }
 
 __all__ = sorted(_WHERE)

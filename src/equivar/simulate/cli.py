@@ -13,6 +13,9 @@ def _md(args: argparse.Namespace) -> int:
     from equivar.simulate.md import run_md
 
     structure = Path(args.structure)
+    # Ctrl-C (equivar.cli.main): frames are written whole, one write each
+    args.interrupt_note = lambda: (f"the trajectory so far is in {args.out}"
+                                   if Path(args.out).is_file() else None)
     if not structure.is_file():
         raise FileNotFoundError(f"structure {str(structure)!r} does not exist or is not a file")
     try:
@@ -45,14 +48,39 @@ def _md(args: argparse.Namespace) -> int:
         f"{args.dt:g} fs ({ps:g} ps) in {result.seconds:.1f} s ({result.steps_per_second:.1f} "
         f"steps/s) on {calc.device}, {str(calc.dtype).removeprefix('torch.')}"
     )
-    temperature = result.temperature_K
-    print(
-        f"  temperature {temperature.mean():.1f} K mean (last {temperature[-1]:.1f} K); "
-        f"total energy {result.total_energy[0]:.6f} -> {result.total_energy[-1]:.6f} eV; "
-        f"drift {result.energy_drift():.3g} eV/atom/ps"
-    )
+    for line in _summary(result, args):
+        print("  " + line)
     print(f"  trajectory: {args.out} ({len(result.time_fs)} logged steps)")
     return 0
+
+
+def _after_start(values):
+    """The logged values after step 0 (which only repeats the initial state), if any."""
+    return values[1:] if len(values) > 1 else values
+
+
+def _summary(result, args: argparse.Namespace) -> list[str]:
+    """What says whether the run went well: the energy drift for NVE (a conserved total
+    energy), the temperature against its target for NVT and NPT, and the volume and pressure
+    for NPT (a thermostat exchanges energy on purpose, so a drift there means nothing)."""
+    temperature = result.temperature_K
+    if args.ensemble == "nve":
+        return [f"temperature {temperature.mean():.1f} K mean (last {temperature[-1]:.1f} K); "
+                f"total energy {result.total_energy[0]:.6f} -> {result.total_energy[-1]:.6f} "
+                f"eV; drift {result.energy_drift():.3g} eV/atom/ps"]
+    thermostat = (f"Langevin, friction {args.friction:g}/fs" if args.ensemble == "nvt"
+                  else "MTK Nose-Hoover chains")
+    lines = [f"temperature {_after_start(temperature).mean():.1f} K mean against the target "
+             f"{args.temperature:g} K (last {temperature[-1]:.1f} K; {thermostat})"]
+    if args.ensemble == "npt":
+        volume = result.volume
+        lines.append(f"volume {_after_start(volume).mean():.2f} A^3 mean (start {volume[0]:.2f}, "
+                     f"last {volume[-1]:.2f} A^3)")
+        if result.pressure_GPa is not None and len(result.pressure_GPa):
+            pressure = result.pressure_GPa
+            lines.append(f"pressure {_after_start(pressure).mean():.3g} GPa mean against the "
+                         f"target {args.pressure:g} GPa (last {pressure[-1]:.3g} GPa)")
+    return lines
 
 
 def add_commands(subparsers) -> None:

@@ -9,6 +9,7 @@ batched model call per step.
 
 from __future__ import annotations
 
+import io
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,10 @@ class MDResult:
             step (step 0 included); energies in eV, volume in Angstrom^3 (0 for molecules).
         steps: MD steps run; seconds: wall time of the run.
         trajectory: the extxyz file written, or None.
+        ensemble: ``"nve"``, ``"nvt"`` or ``"npt"``; target_temperature_K: the thermostat's
+            (and the initial velocities') temperature.
+        pressure_GPa: NPT only (else None): the instantaneous pressure at each logged step,
+            ``-trace(stress) / 3`` with the ideal-gas (kinetic) term, in GPa.
     """
 
     atoms: ase.Atoms
@@ -54,6 +59,8 @@ class MDResult:
     trajectory: Path | None = None
     ensemble: str = "nve"
     extra: dict[str, Any] = field(default_factory=dict)
+    target_temperature_K: float | None = None
+    pressure_GPa: np.ndarray | None = None
 
     @property
     def total_energy(self) -> np.ndarray:
@@ -66,7 +73,8 @@ class MDResult:
 
     def energy_drift(self) -> float:
         """Slope of a straight-line fit to the total energy, in eV per atom per ps (meaningful
-        for NVE; NaN with fewer than two logged steps)."""
+        for NVE only: a thermostat or barostat exchanges energy on purpose; NaN with fewer than
+        two logged steps)."""
         if len(self.time_fs) < 2:
             return float("nan")
         slope = np.polyfit(self.time_fs * 1e-3, self.total_energy, 1)[0]  # eV / ps
@@ -200,6 +208,7 @@ def run_md(
     """
     import ase
     import ase.io
+    from ase import units
     from ase.md import MDLogger
     from tqdm.auto import tqdm
 
@@ -233,7 +242,7 @@ def run_md(
                    tdamp_fs=tdamp_fs, pdamp_fs=pdamp_fs)  # fmt: skip
     dyn = _integrator(work, ensemble, dt_fs, temperature_K, options, rng)
 
-    log: dict[str, list[float]] = {k: [] for k in ("t", "epot", "ekin", "T", "V")}
+    log: dict[str, list[float]] = {k: [] for k in ("t", "epot", "ekin", "T", "V", "P")}
     bar = tqdm(total=steps, disable=not progress, unit="step", desc=f"MD {ensemble}")
 
     def record() -> None:
@@ -242,6 +251,9 @@ def run_md(
         log["ekin"].append(work.get_kinetic_energy())
         log["T"].append(work.get_temperature())
         log["V"].append(work.get_volume() if work.pbc.all() else 0.0)
+        if ensemble == "npt":  # the barostat's stress is computed anyway (cached)
+            stress = work.get_stress(include_ideal_gas=True)  # Voigt, eV/Angstrom^3
+            log["P"].append(-float(np.mean(stress[:3])) / units.GPa)
         etot = log["epot"][-1] + log["ekin"][-1]
         # refresh=False: the bar redraws at tqdm's own pace, not at every log
         bar.set_postfix(T=f"{log['T'][-1]:.0f} K", E=f"{etot:.4f}", refresh=False)
@@ -257,7 +269,9 @@ def run_md(
         def write_frame() -> None:
             work.info["md_step"] = dyn.nsteps
             work.info["time_fs"] = dyn.nsteps * dt_fs
-            ase.io.write(handle, work, format="extxyz")
+            frame = io.StringIO()
+            ase.io.write(frame, work, format="extxyz")
+            handle.write(frame.getvalue())  # one write: Ctrl-C leaves whole frames only
             handle.flush()
 
         dyn.attach(write_frame, interval=trajectory_interval or log_interval)
@@ -283,6 +297,8 @@ def run_md(
         seconds=seconds,
         trajectory=trajectory,
         ensemble=ensemble,
+        target_temperature_K=float(temperature_K),
+        pressure_GPa=np.array(log["P"]) if ensemble == "npt" else None,
     )
 
 

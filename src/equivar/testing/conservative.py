@@ -41,6 +41,8 @@ LOOP_RTOL: dict[torch.dtype, float] = {torch.float64: 1e-6, torch.float32: 1e-4}
 #: Default finite-difference step (Angstrom) and loop amplitude (Angstrom) by dtype.
 DEFAULT_EPS: dict[torch.dtype, float] = {torch.float64: 1e-3, torch.float32: 1e-2}
 DEFAULT_LOOP_AMPLITUDE: dict[torch.dtype, float] = {torch.float64: 0.02, torch.float32: 0.05}
+#: Default random coordinates (and random directions) per graph, and points on the closed loop.
+DEFAULT_N_CHECKS, DEFAULT_LOOP_POINTS = 6, 64
 
 _STENCIL = ((-2, 1.0 / 12.0), (-1, -8.0 / 12.0), (1, 8.0 / 12.0), (2, -1.0 / 12.0))
 _CHECK_DOC = {
@@ -62,12 +64,12 @@ def assert_conservative(
     model,
     batch,
     *,
-    n_checks: int = 6,
+    n_checks: int = DEFAULT_N_CHECKS,
     eps: float | None = None,
     rtol: float | None = None,
     atol: float | None = None,
     seed: int = 0,
-    loop_points: int = 64,
+    loop_points: int = DEFAULT_LOOP_POINTS,
     loop_amplitude: float | None = None,
     check_stress: bool = True,
     energy_key: str = ENERGY,

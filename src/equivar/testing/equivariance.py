@@ -39,6 +39,8 @@ EQUIVARIANCE_TOLERANCES: dict[torch.dtype, tuple[float, float]] = {
 }
 
 TRANSFORMS = ("rotation", "improper_rotation", "translation", "permutation", "edge_shuffle")
+#: Random group elements drawn per kind of transformation by default.
+DEFAULT_N_ROTATIONS = 3
 
 
 class SymmetryAssertionError(AssertionError):
@@ -130,7 +132,7 @@ def assert_equivariant(
     model,
     batch,
     *,
-    n_rotations: int = 3,
+    n_rotations: int = DEFAULT_N_ROTATIONS,
     inversion: bool = True,
     translation: bool = True,
     permutation: bool = True,

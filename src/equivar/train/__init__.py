@@ -15,6 +15,7 @@ _WHERE = {
     "config_from_dict": "config",
     "TrainConfig": "config",
     "load_checkpoint": "checkpoint",
+    "checkpoint_label_keys": "checkpoint",
     "save_checkpoint": "checkpoint",
     "ExponentialMovingAverage": "ema",
     "export_model": "export",

@@ -115,6 +115,43 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return data
 
 
+def checkpoint_label_keys(checkpoint: str | os.PathLike | dict[str, Any]) -> dict[str, str]:
+    """The label keys the run that wrote ``checkpoint`` read its data with, as the keyword
+    arguments of :func:`equivar.data.read`, so that new files are read the same way.
+
+    Checkpoints written before ``data.energy_key`` & co. existed, and checkpoints not written
+    by ``fit``, give the defaults (``energy``, ``forces``, ``stress``, ``virial``).
+
+    Args:
+        checkpoint: a checkpoint's path (``best.pt``, ``checkpoint_last.pt``) or its data (from
+            :func:`read_checkpoint`).
+
+    Returns:
+        ``{"energy_key": ..., "forces_key": ..., "stress_key": ..., "virial_key": ...}``.
+
+    Example:
+        >>> from equivar.data import read
+        >>> model = load_checkpoint("runs/mace_data/best.pt")  # doctest: +SKIP
+        >>> data = read("test.xyz", model.cutoff,
+        ...             **checkpoint_label_keys("runs/mace_data/best.pt"))  # doctest: +SKIP
+    """
+    from equivar.train.config import DataConfig
+
+    data = checkpoint if isinstance(checkpoint, dict) else read_checkpoint(checkpoint)
+    run = data.get("train_config")
+    if run is None:  # checkpoint_last.pt keeps it with the training state
+        run = (data.get("train_state") or {}).get("train_config")
+    recorded = (run or {}).get("data") or {}
+    defaults = DataConfig()
+    keys = {name: recorded.get(name, getattr(defaults, name))
+            for name in ("energy_key", "forces_key", "stress_key", "virial_key")}
+    for name, key in keys.items():
+        if not isinstance(key, str) or not key:
+            where = "its data" if isinstance(checkpoint, dict) else repr(str(checkpoint))
+            raise ValueError(f"checkpoint {where} records data.{name}={key!r}, not a key")
+    return keys
+
+
 def model_from_checkpoint_data(
     data: dict[str, Any], dtype: torch.dtype | None = None
 ) -> nn.Module:

@@ -7,6 +7,18 @@ import argparse
 import sys
 
 
+def _resume_note(output: str) -> str:
+    """What Ctrl-C leaves of a run in ``output`` (``equivar.cli.main`` prints it)."""
+    from pathlib import Path
+
+    from equivar.train.loop import LAST
+
+    out = Path(output)
+    if (out / LAST).is_file() or any(out.glob(f"member_*/{LAST}")):
+        return f"the last checkpoint is in {output} (continue with --resume)"
+    return f"no checkpoint was written yet in {output} (run the command again to start over)"
+
+
 def _train(args: argparse.Namespace) -> int:
     from equivar.train import fit, load_config
 
@@ -15,6 +27,8 @@ def _train(args: argparse.Namespace) -> int:
         if args.committee < 1:
             raise ValueError(f"--committee must be >= 1, got {args.committee}")
         config.committee = args.committee
+    # checkpoints are written atomically (a temporary file renamed): Ctrl-C leaves the last one
+    args.interrupt_note = lambda: _resume_note(config.output)
     result = fit(config, resume=args.resume)
     if result.get("checkpoint"):  # rank 0 only, under torchrun
         print(f"best checkpoint: {result['checkpoint']}")
@@ -51,15 +65,20 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     from equivar.data import read
     from equivar.train import evaluate, load_checkpoint
+    from equivar.train.checkpoint import checkpoint_label_keys, read_checkpoint
     from equivar.train.evaluation import metric_table
+    from equivar.train.split import frames_to_score
 
     device = args.device if args.device != "auto" else (
         "cuda" if torch.cuda.is_available() else "cpu")
     model = load_checkpoint(args.checkpoint, device=device)
+    saved = read_checkpoint(args.checkpoint)
     dtype = next(model.parameters()).dtype
-    data = read(args.data, model.cutoff, dtype=dtype)
-    metrics, preds = evaluate(model, data, batch_size=args.batch_size, keep_predictions=True)
-    print(f"{args.data}: {len(data)} structures (energies per atom)\n{metric_table(metrics)}")
+    data = read(args.data, model.cutoff, dtype=dtype, **checkpoint_label_keys(saved))
+    scored = frames_to_score(saved, args.data, data, all_frames=args.all)
+    metrics, preds = evaluate(model, scored.dataset, batch_size=args.batch_size,
+                              keep_predictions=True)
+    print(f"{args.data}: {scored.description}\n{metric_table(metrics)}")
     if args.out:
         np.savez(args.out, **preds)
         print(f"predictions written to {args.out}")
@@ -102,10 +121,15 @@ def add_commands(sub) -> None:
     ev = sub.add_parser(
         "evaluate", help="metrics of a checkpoint on a data file",
         description="Print MAE/RMSE of every target of DATA that the checkpoint's model predicts "
-        "(energies per atom, forces also per element) and optionally save the predictions.",
+        "(energies in eV/atom, forces in eV/A, also per element) and optionally save the "
+        "predictions. When DATA is the file the checkpoint's run trained on, only the test "
+        "frames that training held out are scored (the same split: data.test_fraction, "
+        "data.seed); --all scores every frame. Any other file is scored whole.",
     )
     ev.add_argument("checkpoint", help="a checkpoint written by equivar train (e.g. best.pt)")
     ev.add_argument("data", help="extxyz or npz file with reference targets")
+    ev.add_argument("--all", action="store_true",
+                    help="score every frame of DATA, even those the run trained on")
     ev.add_argument("--out", help="write predictions and targets to this .npz")
     ev.add_argument("--batch-size", type=int, default=32)
     ev.add_argument("--device", default="auto")

@@ -6,13 +6,17 @@ Unknown keys are errors that name the key and the closest valid one, at every le
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
+
+from equivar._suggest import did_you_mean
+
+if TYPE_CHECKING:
+    from equivar.data import LabelKeys
 
 
 @dataclass
@@ -35,6 +39,17 @@ class DataConfig:
         cutoff: neighbour cutoff (Angstrom); also the model's cutoff.
         batch_size, valid_batch_size: structures per batch.
         seed: seed of the split.
+        energy_key, forces_key, stress_key, virial_key: where the structures keep their labels
+            (MACE's ``energy_key``/``forces_key``/...), e.g. ``REF_energy``: ``atoms.info`` or
+            the calculator's results for energy/stress/virial, ``atoms.arrays`` or the
+            calculator's for forces, the array or field of that name in ``.npz`` files and
+            shards (see :mod:`equivar.data.labels`). Every file the run reads (train, valid,
+            test) and every list of ``ase.Atoms`` passed to ``fit`` is read with them; datasets
+            passed to ``fit`` must have been built with them. ``best.pt`` records them, so
+            that evaluation reads new files the same way
+            (:func:`equivar.train.checkpoint.checkpoint_label_keys`). Defaults ``"energy"``,
+            ``"forces"``, ``"stress"``, ``"virial"``: optional in each structure; any other key
+            is required in every one.
     """
 
     train: str = ""
@@ -47,6 +62,17 @@ class DataConfig:
     batch_size: int = 8
     valid_batch_size: int = 32
     seed: int = 0
+    energy_key: str = "energy"
+    forces_key: str = "forces"
+    stress_key: str = "stress"
+    virial_key: str = "virial"
+
+    def label_keys(self) -> LabelKeys:
+        """The label keys as an :class:`equivar.data.LabelKeys` (checked)."""
+        from equivar.data.labels import LabelKeys
+
+        return LabelKeys(energy_key=self.energy_key, forces_key=self.forces_key,
+                         stress_key=self.stress_key, virial_key=self.virial_key)
 
 
 @dataclass
@@ -174,8 +200,8 @@ def _from_dict(cls, values: dict[str, Any], where: str):
     kwargs = {}
     for key, value in values.items():
         if key not in fields:
-            close = difflib.get_close_matches(str(key), list(fields), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
+            hint = did_you_mean(str(key), fields)
+            hint = f"; {hint}" if hint else ""
             raise ValueError(
                 f"unknown config key {where + str(key)!r}{hint} (valid: {sorted(fields)})"
             )
@@ -231,6 +257,10 @@ def _check(config: TrainConfig, *, require_train: bool = True) -> TrainConfig:
             raise ValueError(f"{name} must be >= 1, got {getattr(obj, attr)}")
     if not 0 <= config.data.valid_fraction < 1 or not 0 <= config.data.test_fraction < 1:
         raise ValueError("data.valid_fraction and data.test_fraction must be in [0, 1)")
+    try:
+        config.data.label_keys()
+    except ValueError as err:
+        raise ValueError(f"data: {err}") from None
     if config.committee < 1:
         raise ValueError(f"committee must be >= 1 (members), got {config.committee}")
     if not 0 <= config.time_budget < float("inf"):

@@ -83,12 +83,33 @@ def equivariance_error(model: nn.Module, batch) -> float:
     return max((e for per in errors.values() for e in per.values()), default=0.0)
 
 
+#: Units of the metrics :func:`evaluate` returns (equivar's units, :mod:`equivar.keys`; energies
+#: per atom). Other targets are in the units of the data.
+METRIC_UNITS: dict[str, str] = {
+    keys.ENERGY: "eV/atom", keys.FORCES: "eV/A", keys.STRESS: "eV/A^3", keys.VIRIAL: "eV",
+    keys.DIPOLE: "e*A", keys.POLARIZABILITY: "A^3", keys.CHARGES: "e",
+}
+
+
+def metric_unit(name: str) -> str:
+    """The unit of a metric's target (``"forces[Z=1]"`` -> ``"eV/A"``; unknown: ``"data"``)."""
+    return METRIC_UNITS.get(name.split("[", 1)[0], "data")
+
+
 def metric_table(metrics: dict[str, float]) -> str:
-    """Plain-text table of MAE/RMSE per target (energies in eV/atom, forces in eV/A)."""
+    """Plain-text table of MAE/RMSE per target with its unit (energies in eV/atom, forces in
+    eV/A; see :data:`METRIC_UNITS`), the numbers as :func:`evaluate` returns them.
+
+    Example:
+        >>> print(metric_table({"energy_mae": 0.002, "energy_rmse": 0.003}))
+        target  unit               MAE          RMSE
+        energy  eV/atom          0.002         0.003
+    """
     names = sorted({k.rsplit("_", 1)[0] for k in metrics})
     width = max([len(n) for n in names] + [6])
-    lines = [f"{'target':<{width}}  {'MAE':>12}  {'RMSE':>12}"]
+    lines = [f"{'target':<{width}}  {'unit':<8}  {'MAE':>12}  {'RMSE':>12}"]
     for n in names:
-        lines.append(f"{n:<{width}}  {metrics.get(n + '_mae', float('nan')):>12.6g}  "
+        lines.append(f"{n:<{width}}  {metric_unit(n):<8}  "
+                     f"{metrics.get(n + '_mae', float('nan')):>12.6g}  "
                      f"{metrics.get(n + '_rmse', float('nan')):>12.6g}")
     return "\n".join(lines)

@@ -18,11 +18,12 @@ from torch_geometric.data import Batch
 
 from equivar import keys as K
 from equivar.train import distributed as dist
-from equivar.train.checkpoint import read_checkpoint, save_checkpoint
+from equivar.train.checkpoint import atomic_write, read_checkpoint, save_checkpoint
 from equivar.train.config import TrainConfig, config_from_dict, load_config
 from equivar.train.ema import ExponentialMovingAverage
 from equivar.train.evaluation import batches, equivariance_error, evaluate, metric_table
 from equivar.train.losses import loss_weights, total_loss
+from equivar.train.split import OBJECT_MARK, held_out, run_data_files
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -30,14 +31,12 @@ if TYPE_CHECKING:
     import ase
     from torch_geometric.data import Data
 
-    from equivar.data import AtomsDataset, ShardedDataset
+    from equivar.data import AtomsDataset, LabelKeys, ShardedDataset
 
     #: What ``fit(train=..., valid=..., test=...)`` takes.
     DataObject = AtomsDataset | ShardedDataset | Sequence[ase.Atoms] | Sequence[Data] | None
 
 LAST, BEST = "checkpoint_last.pt", "best.pt"
-#: ``data.train`` etc. of a recorded config whose structures came from an object start with this.
-OBJECT_MARK = "<"
 
 
 def _resolve_config(config, *, require_train: bool = True) -> TrainConfig:
@@ -69,18 +68,22 @@ def _describe(value: Any) -> str:
     return f"{OBJECT_MARK}in-memory {type(value).__name__}, {len(value)} structures>"
 
 
-def _as_dataset(value: DataObject, name: str, cutoff: float, dtype: torch.dtype):
+def _as_dataset(value: DataObject, name: str, cutoff: float, dtype: torch.dtype,
+                labels: LabelKeys):
     """``fit``'s ``train``/``valid``/``test`` argument as a dataset of graphs at ``cutoff`` in
     ``dtype`` (None stays None).
 
-    Lists of ``ase.Atoms`` (or of ``Data``) become an :class:`~equivar.data.AtomsDataset`.
-    Datasets in another dtype are rebuilt in the training one (from their ``ase.Atoms`` when
-    they have them, so float64 graphs are exact); datasets built at another cutoff are refused,
-    since their edges would not be the model's.
+    Lists of ``ase.Atoms`` (or of ``Data``) become an :class:`~equivar.data.AtomsDataset`, the
+    Atoms' labels read with ``labels`` (the config's label keys). Datasets in another dtype are
+    rebuilt in the training one (from their ``ase.Atoms`` when they have them, so float64
+    graphs are exact); datasets built at another cutoff, or from Atoms with other label keys,
+    are refused, since their edges would not be the model's, or the run would record keys its
+    labels were not read with.
 
     Raises:
         TypeError: any other kind of object (the message names the argument).
-        ValueError: an empty dataset or list, or a dataset built at another cutoff.
+        ValueError: an empty dataset or list, a dataset built at another cutoff or with other
+            label keys, or Atoms without a label the keys name.
     """
     import ase
     from torch_geometric.data import Data
@@ -100,17 +103,26 @@ def _as_dataset(value: DataObject, name: str, cutoff: float, dtype: torch.dtype)
                 f"model's cutoff) is {cutoff:g}; set data.cutoff={value.cutoff:g} or build the "
                 f"dataset with cutoff={cutoff:g}"
             )
+        if value.labels is not None and value.labels != labels:  # None: built from Data
+            raise ValueError(
+                f"{where}: the {kind} was built with {value.labels} but the config has "
+                f"{labels}; set data.energy_key etc. to the keys the dataset was built with, "
+                f"or build it with labels={labels!r}"
+            )
         if isinstance(value, ShardedDataset):  # builds each graph on access: in our dtype
             return value if value.dtype == dtype else value.with_dtype(dtype)
         if value[0][K.POSITIONS].dtype == dtype:
             return value
-        return AtomsDataset(value.atoms if value.atoms is not None else list(value), cutoff,
-                            dtype=dtype)
+        if value.atoms is not None:
+            return AtomsDataset(value.atoms, cutoff, dtype=dtype, labels=value.labels)
+        return AtomsDataset(list(value), cutoff, dtype=dtype)
     if isinstance(value, (list, tuple)):
         if not value:
             raise ValueError(f"{where} is an empty {type(value).__name__}")
         if all(isinstance(v, (ase.Atoms, Data)) for v in value):
             try:
+                if all(isinstance(v, ase.Atoms) for v in value):
+                    return AtomsDataset(value, cutoff, dtype=dtype, labels=labels)
                 return AtomsDataset(value, cutoff, dtype=dtype)
             except (TypeError, ValueError) as err:
                 raise type(err)(f"{where}: {err}") from err
@@ -133,8 +145,9 @@ def _datasets(
 ):
     """``(train, valid, test)`` datasets: the objects given (see :func:`_as_dataset`), else
     the config's files; held-out fractions of ``train`` for whichever of valid/test is
-    neither. The split depends on ``data.seed`` and the training set only, so the same
-    objects give the same split on ``--resume``."""
+    neither (:func:`equivar.train.split.held_out`, which ``equivar evaluate`` uses too). The
+    split depends on ``data.seed`` and the training set only, so the same objects give the same
+    split on ``--resume``."""
     from equivar.data import read
 
     d = config.data
@@ -149,30 +162,21 @@ def _datasets(
     if train is None and not d.train:
         raise ValueError("data.train must name a file of training structures (or pass them to "
                          "fit(config, train=...))")
-    train = _as_dataset(train, "train", d.cutoff, dtype)
-    valid = _as_dataset(valid, "valid", d.cutoff, dtype)
-    test = _as_dataset(test, "test", d.cutoff, dtype)
+    labels = d.label_keys()
+    train = _as_dataset(train, "train", d.cutoff, dtype, labels)
+    valid = _as_dataset(valid, "valid", d.cutoff, dtype, labels)
+    test = _as_dataset(test, "test", d.cutoff, dtype, labels)
+    keys = labels.as_dict()  # every file is read with the config's label keys
     if train is None:
         index = f":{d.max_structures}" if d.max_structures else ":"
-        train = read(d.train, d.cutoff, index=index, dtype=dtype)
+        train = read(d.train, d.cutoff, index=index, dtype=dtype, **keys)
     elif d.max_structures and d.max_structures < len(train):
         train = train.subset(range(d.max_structures))
     if valid is None and d.valid:
-        valid = read(d.valid, d.cutoff, dtype=dtype)
+        valid = read(d.valid, d.cutoff, dtype=dtype, **keys)
     if test is None and d.test:
-        test = read(d.test, d.cutoff, dtype=dtype)
-    held = [f for f, given in ((d.valid_fraction, valid), (d.test_fraction, test)) if given is None]
-    if held:
-        n = len(train)
-        sizes = [int(round(f * n)) for f in held]
-        if any(s < 1 for s in sizes) or n - sum(sizes) < 1:
-            raise ValueError(f"{n} structures cannot be split into train and held-out fractions "
-                             f"{held}; give data.valid/data.test files or more data")
-        parts = train.split([n - sum(sizes), *sizes], seed=d.seed)
-        train, rest = parts[0], list(parts[1:])
-        valid = rest.pop(0) if valid is None else valid
-        test = rest.pop(0) if test is None else test
-    return train, valid, test
+        test = read(d.test, d.cutoff, dtype=dtype, **keys)
+    return held_out(train, d, valid=valid, test=test)
 
 
 class LearningRate:
@@ -240,8 +244,10 @@ def fit(
 
     Writes to ``config.output``: ``checkpoint_last.pt`` (resumable, atomic, after every epoch
     and every ``checkpoint_every`` steps), ``best.pt`` (EMA weights with the lowest validation
-    loss; load with :func:`equivar.train.load_checkpoint`), ``log.csv``, ``config.yaml``,
-    ``test_predictions.npz``, ``learning_curves.png``, ``parity.png``.
+    loss; load with :func:`equivar.train.load_checkpoint`; it also records the run's config,
+    data files and split sizes, so that ``equivar evaluate`` scores the held-out test frames),
+    ``log.csv``, ``config.yaml``, ``test_predictions.npz``, ``learning_curves.png``,
+    ``parity.png``. Checkpoints, ``config.yaml`` and the predictions are written atomically.
 
     The structures come from the config's files (``data.train``, ``data.valid``,
     ``data.test``) or from objects passed here, each on its own: an object replaces its file,
@@ -296,6 +302,7 @@ def fit(
         ('time_budget', 0.071...)
     """
     from equivar.data import compute_statistics
+    from equivar.data.statistics import target_statistics
     from equivar.models import build
     from equivar.train.finetune import finetune_model, freeze_parameters
 
@@ -321,6 +328,7 @@ def fit(
     recorded = dataclasses.replace(config, data=dataclasses.replace(
         config.data, **{k: _describe(v) for k, v in objects.items() if v is not None}))
     sizes = {"train": len(train), "valid": len(valid), "test": len(test)}
+    data_files = run_data_files(config.data, objects)  # for equivar evaluate (its test split)
     stats = compute_statistics(train)
     summary = ""
     if config.init_from:
@@ -328,6 +336,10 @@ def fit(
     else:
         options = {"cutoff": config.data.cutoff, "statistics": stats, "dtype": dtype,
                    **config.model.options}
+        if config.model.name == "property" and not {"target_shifts", "target_scales"} & set(
+                options):  # start the outputs on the training targets, as energies are
+            options["target_shifts"], options["target_scales"] = target_statistics(
+                train, dict(options.get("targets") or {}))
         model = build(config.model.name, **options)
     model = model.to(device)
     frozen = freeze_parameters(model, config.freeze)
@@ -393,7 +405,9 @@ def fit(
 
     if rank == 0:
         out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "config.yaml").write_text(json.dumps(recorded.to_dict(), indent=2))
+        # atomic, as every file a resume or a user reads: Ctrl-C or kill leaves no half file
+        atomic_write(out_dir / "config.yaml",
+                     lambda fh: fh.write(json.dumps(recorded.to_dict(), indent=2).encode()))
     log_path = out_dir / "log.csv"
     progress = None
     if config.progress and rank == 0:
@@ -415,7 +429,9 @@ def fit(
                     eq_err = equivariance_error(model, first)
                 if valid_loss < state["best_valid"]:
                     state.update(best_valid=valid_loss, best_epoch=epoch, stale=0)
-                    save_checkpoint(out_dir / BEST, model, epoch=epoch, metrics=metrics)
+                    save_checkpoint(out_dir / BEST, model, epoch=epoch, metrics=metrics,
+                                    train_config=recorded.to_dict(), data_files=data_files,
+                                    data_sizes=sizes)
                 else:
                     state["stale"] += 1
             model.train()
@@ -536,7 +552,7 @@ def _finish(out_dir: Path, test, config: TrainConfig, device) -> dict[str, Any]:
     best: nn.Module = load_checkpoint(out_dir / BEST, device=device)
     metrics, preds = evaluate(best, test, batch_size=config.data.valid_batch_size,
                               keep_predictions=True)
-    np.savez(out_dir / "test_predictions.npz", **preds)
+    atomic_write(out_dir / "test_predictions.npz", lambda fh: np.savez(fh, **preds))
     print(f"\ntest metrics ({len(test)} structures; energy per atom):\n{metric_table(metrics)}")
     try:
         learning_curves(out_dir / "log.csv", out_dir / "learning_curves.png")

@@ -66,6 +66,7 @@ import torch
 from torch_geometric.data import Batch
 
 from equivar import keys
+from equivar.cache import cache_dir as equivar_cache_dir
 
 __all__ = [
     "INPUT_FRAME",
@@ -339,14 +340,13 @@ def generate_trajectories(
 
 
 def cache_dir(root: str | os.PathLike | None = None) -> Path:
-    """Where generated data is cached: ``root``, else ``$EQUIVAR_CACHE_DIR``, else
-    ``$XDG_CACHE_HOME/equivar``, else ``~/.cache/equivar``."""
+    """Where generated data is cached: ``root``, else equivar's cache root
+    (:func:`equivar.cache.cache_dir`: ``$EQUIVAR_CACHE``, else ``$XDG_CACHE_HOME/equivar``, else
+    ``~/.cache/equivar``; the older ``$EQUIVAR_CACHE_DIR`` still works, with a
+    ``DeprecationWarning``)."""
     if root is not None:
         return Path(root)
-    if os.environ.get("EQUIVAR_CACHE_DIR"):
-        return Path(os.environ["EQUIVAR_CACHE_DIR"])
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "equivar"
+    return equivar_cache_dir()
 
 
 def load_trajectories(

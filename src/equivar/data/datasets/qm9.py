@@ -49,6 +49,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from ase.units import Hartree
 
+from equivar.cache import cache_dir as equivar_cache_dir
+
 if TYPE_CHECKING:
     import pandas
     import torch
@@ -219,11 +221,8 @@ def _table_arrays(table: pandas.DataFrame) -> dict[str, np.ndarray]:
 
 def cache_dir() -> Path:
     """Where caches live: ``$EQUIVAR_CACHE``, else ``$XDG_CACHE_HOME/equivar``, else
-    ``~/.cache/equivar``."""
-    if os.environ.get("EQUIVAR_CACHE"):
-        return Path(os.environ["EQUIVAR_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "equivar"
+    ``~/.cache/equivar`` (:func:`equivar.cache.cache_dir`)."""
+    return equivar_cache_dir()
 
 
 def cache_path(folder: str | os.PathLike | None = None) -> Path:
