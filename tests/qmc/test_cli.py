@@ -1,6 +1,7 @@
 """``equivar vmc`` parses, runs the library, writes checkpoint/plot/result and resumes."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -46,3 +47,21 @@ def test_vmc_command_with_default_settings(tmp_path):
                             capture_output=True, text=True, check=True)
     assert "He: E = " in result.stdout
     assert (tmp_path / "runs" / "vmc_He" / "energy.png").is_file()
+
+
+@pytest.mark.parametrize(("flags", "match"), [
+    (["--lr", "nan"], "lr must be a finite number > 0"),
+    (["--lr", "-1"], "lr must be a finite number > 0"),
+])  # fmt: skip
+def test_careless_numbers_are_refused_before_any_work(tmp_path, capsys, flags, match):
+    assert main(["vmc", "--system", "He", "--output", str(tmp_path / "x"), *FAST, *flags]) == 2
+    assert re.search(match, capsys.readouterr().err)
+    assert not (tmp_path / "x").exists()
+
+
+def test_an_output_that_is_a_file_is_refused_before_any_work(tmp_path, capsys):
+    taken = tmp_path / "result.txt"
+    taken.write_text("keep me")
+    assert main(["vmc", "--system", "He", "--output", str(taken), *FAST]) == 2
+    assert "is an existing file" in capsys.readouterr().err
+    assert taken.read_text() == "keep me"

@@ -107,3 +107,32 @@ def test_relax_batch_follows_ase_fire(potential):
         np.testing.assert_allclose(done.positions, ref.positions, atol=1e-8)
         assert np.abs(done.get_forces()).max() < 0.02
         assert done.get_potential_energy() == pytest.approx(ref.get_potential_energy(), abs=1e-10)
+
+
+def test_a_blow_up_stops_the_run_and_says_why(tmp_path, potential, ethanol):
+    """Too large a time step heats ethanol past 10x its temperature within a few steps: the run
+    stops there with a named error, keeping the trajectory written so far."""
+    from equivar.simulate import MDBlowUpError
+
+    traj = tmp_path / "md.extxyz"
+    with pytest.raises(MDBlowUpError, match=r"blew up .*temperature .* limit 3e\+03 K.*time step "
+                                            r"\(10 fs\)") as info:
+        run_md(potential, ethanol, steps=300, dt_fs=10.0, temperature_K=300, trajectory=traj,
+               log_interval=1, progress=False)
+    assert str(traj) in str(info.value)
+    frames = read(traj, ":")
+    assert 1 <= len(frames) < 300 and np.isfinite(frames[-1].positions).all()
+    # the limit is the caller's to raise
+    result = run_md(potential, ethanol, steps=3, dt_fs=10.0, temperature_K=300,
+                    max_temperature_K=1e7, progress=False)
+    assert len(result.time_fs) == 1  # steps 0 only (log_interval 10)
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"dt_fs": 1e6}, "dt_fs=1e\\+06 fs is above 20 fs"),
+    ({"temperature_K": 1e12}, "temperature_K=1e\\+12 K is above 100000 K"),
+    ({"max_temperature_K": -1.0}, "max_temperature_K"),
+])  # fmt: skip
+def test_absurd_time_steps_and_temperatures_are_refused(potential, ethanol, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        run_md(potential, ethanol, steps=1, progress=False, **kwargs)

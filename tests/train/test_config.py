@@ -50,3 +50,32 @@ def test_label_keys(tmp_path):
     # a config recorded before the keys existed (an old run's config.yaml) reads with defaults
     old = {"data": {"train": "x.extxyz", "cutoff": 4.0}, "epochs": 3}
     assert config_from_dict(old).data.label_keys() == LabelKeys()
+
+
+@pytest.mark.parametrize(("override", "match"), [
+    ("epochs=.inf", "'epochs' must be a (finite whole )?number"),
+    ("epochs=1e400", "'epochs' must be a finite whole number"),
+    ("optim.lr=.nan", "'optim.lr' must be a finite number"),
+    ("optim.lr=-0.01", r"optim.lr must be >= 0"),
+    ("loss.forces=-10", r"loss.forces must be >= 0 \(a loss weight"),
+    ("loss.targets.gap=-1", r"loss.targets.gap must be >= 0"),
+    ("optim.ema_decay=1", r"optim.ema_decay must be in \[0, 1\)"),
+    ("data.cutoff=0", r"data.cutoff must be > 0 Angstrom"),
+    ("optim.grad_clip=-1", r"optim.grad_clip must be >= 0"),
+])  # fmt: skip
+def test_numbers_outside_their_range_are_named(tmp_path, override, match):
+    """Careless numbers never train silently: negative weights would maximise the error,
+    non-finite ones poison every step (issue 21)."""
+    from equivar.train import load_config
+
+    path = tmp_path / "c.yaml"
+    path.write_text("data: {train: x.extxyz}\n")
+    with pytest.raises(ValueError, match=match):
+        load_config(path, [override])
+
+
+def test_all_zero_loss_weights_are_refused():
+    from equivar.train.config import config_from_dict
+
+    with pytest.raises(ValueError, match="every loss weight is 0"):
+        config_from_dict({"data": {"train": "x"}, "loss": {"energy": 0, "forces": 0}})

@@ -35,6 +35,9 @@ def _vmc(args: argparse.Namespace) -> int:
     if args.determinants is not None:
         model["n_determinants"] = args.determinants
     out = Path(args.output or f"runs/vmc_{system.name}")
+    if out.exists() and not out.is_dir():  # checked before any work, not at the first save
+        raise ValueError(f"--output {out} is an existing file; VMC writes a folder (checkpoint, "
+                         "energy plot): choose another --output")
     checkpoint = out / "checkpoint.pt"
     if checkpoint.exists() and not args.resume:
         raise ValueError(f"{checkpoint} exists: pass --resume to continue it, or choose another "

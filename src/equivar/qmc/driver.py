@@ -109,6 +109,20 @@ class VMCConfig:
                              f"{self.eval_iterations}")
         if self.lr is None:
             self.lr = _DEFAULT_LR[self.optimizer]
+        # real numbers: finite, and each in its meaningful range (a NaN learning rate would
+        # run the whole optimisation on NaN parameters and report NaN at the end)
+        ranges = {"lr": (self.lr > 0, "> 0"), "step_size": (self.step_size > 0, "> 0"),
+                  "target_acceptance": (0 < self.target_acceptance < 1, "in (0, 1)"),
+                  "lr_decay": (self.lr_decay > 0, "> 0"), "damping": (self.damping >= 0, ">= 0"),
+                  "momentum": (0 <= self.momentum < 1, "in [0, 1)"),
+                  "max_norm": (self.max_norm > 0, "> 0"),
+                  "clip_width": (self.clip_width > 0, "> 0")}  # fmt: skip
+        for name, (ok, what) in ranges.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"{name} must be a number, got {value!r}")
+            if not math.isfinite(value) or not ok:
+                raise ValueError(f"{name} must be a finite number {what}, got {value!r}")
 
     @classmethod
     def from_dict(cls, options: dict[str, Any]) -> VMCConfig:

@@ -9,6 +9,7 @@ from equivar._lazy import lazy_attributes
 
 _WHERE = {
     "EquivarCalculator": "calculator",
+    "MDBlowUpError": "md",
     "run_md": "md",
     "rollout": "rollouts",
 }

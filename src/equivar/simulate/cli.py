@@ -40,6 +40,7 @@ def _md(args: argparse.Namespace) -> int:
         device=args.device,
         dtype=args.dtype,
         skin=args.skin,
+        max_temperature_K=args.max_temperature,
     )
     calc = result.atoms.calc
     ps = args.steps * args.dt / 1000
@@ -100,6 +101,9 @@ def add_commands(subparsers) -> None:
     md.add_argument("--steps", type=int, default=1000, help="MD steps (default 1000)")
     md.add_argument("--dt", type=float, default=0.5, help="time step in fs (default 0.5)")
     md.add_argument("--temperature", type=float, default=300.0, help="K (default 300)")
+    md.add_argument("--max-temperature", type=float, default=None, metavar="K",
+                    help="stop with an error when the temperature exceeds it, a blow-up "
+                    "(default: 10x --temperature, at least 2000 K)")
     md.add_argument("--pressure", type=float, default=0.0, help="NPT pressure in GPa (default 0)")
     md.add_argument("--friction", type=float, default=0.01, help="Langevin, 1/fs (default 0.01)")
     md.add_argument("--out", default="md.extxyz", help="trajectory (default md.extxyz)")

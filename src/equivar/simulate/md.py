@@ -22,7 +22,7 @@ from equivar.simulate.calculator import EquivarCalculator
 if TYPE_CHECKING:
     import ase
 
-__all__ = ["ENSEMBLES", "MDResult", "relax_batch", "run_md"]
+__all__ = ["ENSEMBLES", "MDBlowUpError", "MDResult", "relax_batch", "run_md"]
 
 #: ensemble -> the ASE integrator that runs it
 ENSEMBLES = {
@@ -79,6 +79,17 @@ class MDResult:
             return float("nan")
         slope = np.polyfit(self.time_fs * 1e-3, self.total_energy, 1)[0]  # eV / ps
         return float(slope / len(self.atoms))
+
+
+#: the largest time step and temperature accepted: beyond them an atomistic run is nonsense
+#: (C-H bonds vibrate with a 11 fs period; every molecule dissociates long before 1e5 K)
+MAX_DT_FS, MAX_TEMPERATURE_K = 20.0, 1e5
+
+
+class MDBlowUpError(ValueError):
+    """MD stopped because the system blew up: non-finite energies or positions, or a
+    temperature far above any the run asked for (too large a time step, atoms too close, a
+    model outside its training data). A ``ValueError``: the cause is the run's input."""
 
 
 def _positive(name: str, value: Any, integer: bool = False, allow_zero: bool = False) -> None:
@@ -166,6 +177,7 @@ def run_md(
     device: str = "auto",
     dtype: str | None = None,
     skin: float = 0.0,
+    max_temperature_K: float | None = None,
 ) -> MDResult:
     """Run molecular dynamics of ``atoms`` with an equivar potential.
 
@@ -194,9 +206,17 @@ def run_md(
         progress: show a tqdm progress bar with the temperature and total energy.
         seed: seeds the initial momenta and the Langevin noise.
         device, dtype, skin: passed to :class:`EquivarCalculator`.
+        max_temperature_K: the run stops with :class:`MDBlowUpError` (naming the step, the
+            temperature and the likely cause; the trajectory so far is kept) when the kinetic
+            temperature exceeds it, or as soon as an energy or position is not finite
+            (default: ``max(10 * temperature_K, 2000)``).
 
     Returns:
         An :class:`MDResult`.
+
+    Raises:
+        ValueError: invalid settings, e.g. ``dt_fs`` above 20 fs or ``temperature_K`` above
+            1e5 K. MDBlowUpError: the system blew up (see ``max_temperature_K``).
 
     Example:
         >>> from ase.build import molecule
@@ -219,6 +239,15 @@ def run_md(
     _positive("steps", steps, integer=True, allow_zero=True)
     _positive("dt_fs", dt_fs)
     _positive("temperature_K", temperature_K, allow_zero=ensemble == "nve")
+    if dt_fs > MAX_DT_FS:
+        raise ValueError(f"dt_fs={dt_fs:g} fs is above {MAX_DT_FS:g} fs: atomistic MD needs a "
+                         "time step well below the fastest vibration (~11 fs for C-H); use "
+                         "0.5-2 fs")
+    if temperature_K > MAX_TEMPERATURE_K:
+        raise ValueError(f"temperature_K={temperature_K:g} K is above {MAX_TEMPERATURE_K:g} K, "
+                         "where no molecule or solid holds together")
+    limit = max(10.0 * temperature_K, 2000.0) if max_temperature_K is None else max_temperature_K
+    _positive("max_temperature_K", limit)
     _positive("log_interval", log_interval, integer=True)
     if trajectory_interval is not None:
         _positive("trajectory_interval", trajectory_interval, integer=True)
@@ -258,6 +287,21 @@ def run_md(
         # refresh=False: the bar redraws at tqdm's own pace, not at every log
         bar.set_postfix(T=f"{log['T'][-1]:.0f} K", E=f"{etot:.4f}", refresh=False)
 
+    def guard() -> None:  # every step: a blow-up stops the run where it starts
+        temperature = work.get_temperature()
+        energy = work.get_potential_energy()
+        if np.isfinite(temperature) and np.isfinite(energy) and temperature <= limit \
+                and np.isfinite(work.positions).all():
+            return
+        kept = f"; the trajectory up to there is in {trajectory}" if trajectory else ""
+        raise MDBlowUpError(
+            f"MD stopped at step {dyn.nsteps} ({dyn.nsteps * dt_fs:g} fs): the system blew up "
+            f"(temperature {temperature:.3g} K, limit {limit:.3g} K; potential energy "
+            f"{energy:.6g} eV){kept}. Likely causes: the time step ({dt_fs:g} fs) is too "
+            "large, atoms start too close, or the model is outside its training data; "
+            "max_temperature_K raises the limit if the heat is intended")
+
+    dyn.attach(guard, interval=1)
     dyn.attach(record, interval=log_interval)
     dyn.attach(lambda: bar.update(dyn.nsteps - bar.n), interval=1)
     handle = None

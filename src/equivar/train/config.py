@@ -6,6 +6,7 @@ Unknown keys are errors that name the key and the closest valid one, at every le
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -218,12 +219,22 @@ def _coerce(value: Any, hint: Any, name: str) -> Any:
     1.1 reads as text) become numbers."""
     try:
         if hint is float and not isinstance(value, bool):
-            return float(value)
+            number = float(value)
+            if not math.isfinite(number):  # .nan / .inf in YAML: never a meaningful setting
+                raise ValueError(f"config key {name!r} must be a finite number, got {value!r}")
+            return number
         if hint is int and not isinstance(value, bool):
             if float(value) != int(float(value)):
-                raise ValueError
+                raise ValueError(f"config key {name!r} must be a whole number, got {value!r}")
             return int(float(value))
-    except (TypeError, ValueError):
+    except OverflowError:  # int(inf)
+        raise ValueError(f"config key {name!r} must be a finite whole number, got "
+                         f"{value!r}") from None
+    except ValueError as err:
+        if str(err).startswith("config key"):
+            raise
+        raise ValueError(f"config key {name!r} must be a number, got {value!r}") from None
+    except TypeError:
         raise ValueError(f"config key {name!r} must be a number, got {value!r}") from None
     if hint is bool and not isinstance(value, bool):
         raise ValueError(f"config key {name!r} must be true or false, got {value!r}")
@@ -261,6 +272,7 @@ def _check(config: TrainConfig, *, require_train: bool = True) -> TrainConfig:
         config.data.label_keys()
     except ValueError as err:
         raise ValueError(f"data: {err}") from None
+    _check_ranges(config)
     if config.committee < 1:
         raise ValueError(f"committee must be >= 1 (members), got {config.committee}")
     if not 0 <= config.time_budget < float("inf"):
@@ -269,6 +281,46 @@ def _check(config: TrainConfig, *, require_train: bool = True) -> TrainConfig:
         raise ValueError(f"reset {config.reset} re-initialises parts of a loaded checkpoint: "
                          "it needs init_from")
     return config
+
+
+def _check_ranges(config: TrainConfig) -> None:
+    """Numbers outside their meaningful range: a negative loss weight trains towards larger
+    errors, a negative learning rate ascends, an EMA decay of 1 never moves."""
+    loss, optim, data = config.loss, config.optim, config.data
+    weights = {f"loss.{k}": getattr(loss, k)
+               for k in ("energy", "forces", "stress", "dipole", "polarizability")}
+    for target, weight in loss.targets.items():
+        try:
+            weights[f"loss.targets.{target}"] = _coerce(weight, float, f"loss.targets.{target}")
+        except ValueError as err:
+            raise ValueError(str(err)) from None
+    for name, weight in weights.items():
+        if weight < 0:
+            raise ValueError(f"{name} must be >= 0 (a loss weight; 0 leaves the target out), "
+                             f"got {weight}")
+    if not any(w > 0 for w in weights.values()):
+        raise ValueError("every loss weight is 0: nothing to train on; set loss.energy, "
+                         "loss.forces, ... or loss.targets")
+    checks = [
+        ("optim.lr", optim.lr, optim.lr >= 0, ">= 0"),
+        ("optim.weight_decay", optim.weight_decay, optim.weight_decay >= 0, ">= 0"),
+        ("optim.grad_clip", optim.grad_clip, optim.grad_clip >= 0, ">= 0 (0: off)"),
+        ("optim.ema_decay", optim.ema_decay, 0 <= optim.ema_decay < 1, "in [0, 1) (0: off)"),
+        ("optim.warmup_steps", optim.warmup_steps, optim.warmup_steps >= 0, ">= 0"),
+        ("optim.plateau_factor", optim.plateau_factor, 0 < optim.plateau_factor < 1,
+         "in (0, 1)"),
+        ("optim.plateau_patience", optim.plateau_patience, optim.plateau_patience >= 0, ">= 0"),
+        ("optim.min_lr", optim.min_lr, optim.min_lr >= 0, ">= 0"),
+        ("loss.huber_delta", loss.huber_delta, loss.huber_delta > 0, "> 0"),
+        ("data.cutoff", data.cutoff, data.cutoff > 0, "> 0 Angstrom"),
+        ("data.max_structures", data.max_structures, data.max_structures >= 0, ">= 0 (0: all)"),
+        ("patience", config.patience, config.patience >= 0, ">= 0 (0: off)"),
+        ("checkpoint_every", config.checkpoint_every, config.checkpoint_every >= 0,
+         ">= 0 (0: at validations only)"),
+    ]  # fmt: skip
+    for name, value, ok, what in checks:
+        if not ok:
+            raise ValueError(f"{name} must be {what}, got {value}")
 
 
 def config_from_dict(values: dict[str, Any], *, require_train: bool = True) -> TrainConfig:

@@ -92,8 +92,9 @@ METRIC_UNITS: dict[str, str] = {
 
 
 def metric_unit(name: str) -> str:
-    """The unit of a metric's target (``"forces[Z=1]"`` -> ``"eV/A"``; unknown: ``"data"``)."""
-    return METRIC_UNITS.get(name.split("[", 1)[0], "data")
+    """The unit of a metric's target (``"forces[Z=1]"`` -> ``"eV/A"``; other targets:
+    ``"as stored"``, the unit of the data)."""
+    return METRIC_UNITS.get(name.split("[", 1)[0], "as stored")
 
 
 def metric_table(metrics: dict[str, float]) -> str:
