@@ -222,6 +222,11 @@ def atoms_fields(
             put(_FROM_ASE_NAME.get(key, key), value, node=key in _NODE_RESULTS)
     check_atoms_labels(atoms, labels)  # names what atoms has, before relabel sees only fields
     relabel(fields, node_keys, labels)
+    for key, value in fields.items():  # a NaN label would train every step on NaN, silently
+        if key not in _RESERVED and value.is_floating_point() and not torch.isfinite(value).all():
+            bad = int((~torch.isfinite(value)).sum())
+            raise ValueError(f"target {key!r} has {bad} non-finite value(s) (NaN or inf); "
+                             "remove the structure or its label")
     return fields, node_keys
 
 

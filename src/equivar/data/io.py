@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import zipfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -115,7 +116,31 @@ def read(
     if not p.is_file():
         raise FileNotFoundError(f"path {str(p)!r} does not exist or is not a file")
     frames = list(_with_labels(iread(p, index), labels, p, index))
-    return AtomsDataset(frames, cutoff, dtype=dtype, labels=labels)
+    if not frames:  # a blank or truncated file is not "0 structures, success"
+        chosen = "" if index == ":" else f" at index {index!r}"
+        raise ValueError(f"path {str(p)!r} holds no structures{chosen} (an empty or blank file?)")
+    try:
+        return AtomsDataset(frames, cutoff, dtype=dtype, labels=labels)
+    except ValueError as err:  # "structure k: ..." - add the file it came from
+        raise ValueError(f"path {str(p)!r}, {err}") from err
+
+
+def _atomic_numbers(z: np.ndarray, where: str, name: str) -> np.ndarray:
+    """``z`` as int64 after checking it holds whole numbers 1..118: a fractional 6.5 was
+    silently truncated to carbon."""
+    z = np.asarray(z)
+    if z.dtype.kind not in "iuf" or (z.dtype.kind == "f" and not np.isfinite(z).all()):
+        raise ValueError(f"{where}: {name} must hold atomic numbers, got dtype {z.dtype}")
+    whole = np.round(z)
+    if np.any(whole != z):
+        k = int(np.flatnonzero(whole != z)[0])
+        raise ValueError(f"{where}: {name}[{k}] = {float(z.flat[k]):g} is not a whole atomic "
+                         "number")
+    if z.size and (whole.min() < 1 or whole.max() > 118):
+        k = int(np.flatnonzero((whole < 1) | (whole > 118))[0])
+        raise ValueError(f"{where}: {name}[{k}] = {float(z.flat[k]):g} is not an element "
+                         "(1..118)")
+    return whole.astype(np.int64)
 
 
 def _with_labels(
@@ -166,21 +191,35 @@ def iread(path: str | os.PathLike, index: int | slice | str = ":") -> Iterator[a
 
 
 def _iter_ase(path: Path, index: int | slice | str) -> Iterator[ase.Atoms]:
-    """Frames through ``ase.io.iread`` (streamed); unknown formats become a ValueError."""
+    """Frames through ``ase.io.iread`` (streamed); an unknown format or a malformed frame (a
+    truncated file, a wrong atom-count line, an unknown element) becomes a ValueError naming the
+    file and the frame, never the parser's own traceback."""
     import ase.io
     from ase.io.formats import UnknownFileTypeError
 
-    try:
-        frames = ase.io.iread(path, index=index)
-        first = next(frames, None)
-    except UnknownFileTypeError as err:
-        raise ValueError(
-            f"path {str(path)!r}: unknown file format (extension {path.suffix!r}); use .npz or a "
-            f"format ase.io.read understands, e.g. .extxyz ({err})"
-        ) from err
-    if first is not None:
-        yield first
-        yield from frames
+    if path.stat().st_size == 0:  # ase calls it an unknown format; it holds no structures
+        return
+    frames = ase.io.iread(path, index=index)
+    k = 0
+    while True:
+        try:
+            atoms = next(frames, None)
+        except UnknownFileTypeError as err:
+            raise ValueError(
+                f"path {str(path)!r}: unknown file format (extension {path.suffix!r}); use .npz "
+                f"or a format ase.io.read understands, e.g. .extxyz ({err})"
+            ) from err
+        except KeyError as err:  # ase's symbol table: an element that does not exist
+            raise ValueError(f"path {str(path)!r}, {_frame_name(k, index)}: unknown element "
+                             f"symbol {err.args[0]!r}") from err
+        except (ValueError, IndexError, TypeError, AssertionError, OSError, RuntimeError,
+                StopIteration) as err:  # XYZError is a ValueError; a cut file ends a generator
+            raise ValueError(f"path {str(path)!r}, {_frame_name(k, index)}: malformed or "
+                             f"truncated ({type(err).__name__}: {err})") from err
+        if atoms is None:
+            return
+        yield atoms
+        k += 1
 
 
 def _frame_selection(n_frames: int, index: int | slice | str) -> list[int]:
@@ -201,8 +240,17 @@ def _frame_selection(n_frames: int, index: int | slice | str) -> list[int]:
 def _iter_npz(path: Path, index: int | slice | str) -> Iterator[ase.Atoms]:
     """Frames of an equivar or MD17/sGDML ``.npz`` file as ``ase.Atoms`` with their targets
     (the layout is checked before the first frame is made)."""
-    with np.load(path, allow_pickle=False) as f:
-        arrays = {key: f[key] for key in f.files}
+    with open(path, "rb") as handle:
+        magic = handle.read(4)
+    if magic[:2] != b"PK":  # np.load would try to unpickle it (refused: allow_pickle=False)
+        raise ValueError(f"path {str(path)!r} is not an .npz file (a zip archive of arrays): it "
+                         f"starts with {magic!r}")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {key: f[key] for key in f.files}
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as err:
+        raise ValueError(f"path {str(path)!r} is a corrupt or truncated .npz file "
+                         f"({type(err).__name__}: {err})") from err
     if "n_atoms" in arrays:
         return _read_equivar_npz(arrays, path, index)
     if "R" in arrays:
@@ -229,9 +277,10 @@ def _require(arrays: dict, names: Iterable[str], path: Path, layout: str) -> Non
 
 def _read_equivar_npz(arrays: dict, path: Path, index: int | slice | str) -> Iterator[ase.Atoms]:
     _require(arrays, ["z", "pos", "n_atoms"], path, "equivar")
+    where = f"path {str(path)!r}"
+    arrays = {**arrays, "z": _atomic_numbers(arrays["z"], where, "z")}
     n_atoms = arrays["n_atoms"].astype(np.int64).reshape(-1)  # [n_frames]
     n_frames, total = len(n_atoms), int(n_atoms.sum())
-    where = f"path {str(path)!r}"
     if np.any(n_atoms < 0):
         raise ValueError(f"{where}: n_atoms has negative entries")
     if arrays["z"].shape != (total,) or arrays["pos"].shape != (total, 3):
@@ -283,7 +332,7 @@ def _read_md17_npz(arrays: dict, path: Path, index: int | slice | str) -> Iterat
     where = f"path {str(path)!r}"
     if "lattice" in arrays:
         raise ValueError(f"{where}: periodic sGDML files ('lattice') are not supported")
-    pos, z = arrays["R"], arrays["z"].reshape(-1)
+    pos, z = arrays["R"], _atomic_numbers(arrays["z"].reshape(-1), where, "z")
     if pos.ndim != 3 or pos.shape[2] != 3 or pos.shape[1] != len(z):
         raise ValueError(f"{where}: R has shape {pos.shape}, expected [n_frames, {len(z)}, 3]")
     n_frames = pos.shape[0]

@@ -8,8 +8,7 @@ from pathlib import Path
 
 
 def _vmc(args: argparse.Namespace) -> int:
-    import yaml
-
+    from equivar.configfile import load_yaml_file
     from equivar.qmc.driver import VMCConfig, vmc
     from equivar.qmc.systems import get_system
 
@@ -20,7 +19,7 @@ def _vmc(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     options = {}
     if args.config:
-        loaded = yaml.safe_load(Path(args.config).read_text(encoding="utf-8")) or {}
+        loaded = load_yaml_file(args.config) or {}
         if not isinstance(loaded, dict):
             raise ValueError(f"{args.config}: expected a mapping of VMC settings")
         options.update(loaded)

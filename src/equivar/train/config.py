@@ -12,9 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
 from equivar._suggest import did_you_mean
+from equivar.configfile import load_yaml_file, parse_yaml
 
 if TYPE_CHECKING:
     from equivar.data import LabelKeys
@@ -344,7 +343,7 @@ def _set_dotted(values: dict[str, Any], dotted: str) -> None:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
             raise ValueError(f"override {dotted!r}: {part!r} is not a section")
-    node[parts[-1]] = yaml.safe_load(raw)
+    node[parts[-1]] = parse_yaml(raw, f"override {dotted!r}")
 
 
 def load_config(
@@ -368,9 +367,7 @@ def load_config(
     base = None
     if path is not None:
         path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"config file {str(path)!r} does not exist")
-        loaded = yaml.safe_load(path.read_text())
+        loaded = load_yaml_file(path)
         values = loaded or {}
         base = path.parent
     for item in overrides:
