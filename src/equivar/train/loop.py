@@ -6,6 +6,7 @@ import csv
 import dataclasses
 import json
 import math
+import os
 import time
 from collections.abc import Mapping
 from contextlib import nullcontext
@@ -22,6 +23,7 @@ from equivar.train.checkpoint import atomic_write, read_checkpoint, save_checkpo
 from equivar.train.config import TrainConfig, config_from_dict, load_config
 from equivar.train.ema import ExponentialMovingAverage
 from equivar.train.evaluation import batches, equivariance_error, evaluate, metric_table
+from equivar.train.lock import output_lock
 from equivar.train.losses import loss_weights, total_loss
 from equivar.train.split import OBJECT_MARK, held_out, run_data_files
 
@@ -301,17 +303,26 @@ def fit(
         >>> result["stopped"], result["test"]["forces_mae"]  # doctest: +SKIP
         ('time_budget', 0.071...)
     """
-    from equivar.data import compute_statistics
-    from equivar.data.statistics import target_statistics
-    from equivar.models import build
-    from equivar.train.finetune import finetune_model, freeze_parameters
-
     objects = {"train": train, "valid": valid, "test": test}
     config = _resolve_config(config, require_train=train is None)
     if config.committee > 1:
         from equivar.train.committee import fit_committee
 
         return fit_committee(config, resume=resume, **objects)
+    # one process per output folder (rank 0 of a torchrun job holds it for all ranks)
+    rank_zero = int(os.environ.get("RANK", "0")) == 0
+    lock = output_lock(config.output, "training run") if rank_zero else nullcontext()
+    with lock:
+        return _fit_one(config, resume, objects)
+
+
+def _fit_one(config: TrainConfig, resume: bool, objects: dict[str, Any]) -> dict[str, Any]:
+    """:func:`fit` for one model, with the output folder locked."""
+    from equivar.data import compute_statistics
+    from equivar.data.statistics import target_statistics
+    from equivar.models import build
+    from equivar.train.finetune import finetune_model, freeze_parameters
+
     rank, world = dist.setup()
     device = dist.device_for_rank(_device(config.device))
     dtype, autocast = _precision(config.precision, device)
