@@ -64,35 +64,58 @@ def _final_state(path):
     return data["state_dict"], data["train_state"]["ema"]["shadow"]
 
 
+def _log_rows(path: Path) -> list[dict[str, float]]:
+    """log.csv rows without the wall time (the one column a kill may change)."""
+    lines = path.read_text().splitlines()
+    header = lines[0].split(",")
+    return [{k: float(v) for k, v in zip(header, line.split(","), strict=True) if k != "time_s"}
+            for line in lines[1:]]
+
+
 def test_resume_after_kill_9_reaches_the_same_state(tmp_path):
+    """Killed (SIGKILL) at several moments and resumed each time: the weights, their average,
+    the optimiser state and every log row equal those of a run never interrupted."""
     epochs = 5
     reference = tmp_path / "reference"
     fit(config(reference, epochs=epochs))
     killed = tmp_path / "killed"
-    run_config = json.dumps(config(killed, epochs=epochs, checkpoint_every=1))
-    script = f"import json; from equivar.train import fit; fit(json.loads({run_config!r}))"
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
     last = killed / "checkpoint_last.pt"
-    deadline = time.time() + 120
-    try:
-        while time.time() < deadline:
-            if last.exists() and read_checkpoint(last)["train_state"]["progress"]["step"] >= 4:
-                break
-            if proc.poll() is not None:
-                pytest.fail("training finished before it could be killed")
-            time.sleep(0.01)
-        os.kill(proc.pid, signal.SIGKILL)  # no clean-up, no chance to finish a write
-    finally:
-        proc.wait()
-    step = read_checkpoint(last)["train_state"]["progress"]["step"]
-    assert 4 <= step < epochs * 5
-    fit(config(killed, epochs=epochs), resume=True)
+    for kill_at, resume in ((4, False), (11, True), (17, True)):
+        run_config = json.dumps(config(killed, epochs=epochs, checkpoint_every=1))
+        script = ("import json; from equivar.train import fit; "
+                  f"fit(json.loads({run_config!r}), resume={resume})")
+        proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        deadline = time.time() + 120
+        try:
+            while time.time() < deadline:
+                if last.exists() and read_checkpoint(last)["train_state"]["progress"][
+                        "step"] >= kill_at:
+                    break
+                if proc.poll() is not None:
+                    pytest.fail("training finished before it could be killed")
+                time.sleep(0.01)
+            os.kill(proc.pid, signal.SIGKILL)  # no clean-up, no chance to finish a write
+        finally:
+            proc.wait()
+        step = read_checkpoint(last)["train_state"]["progress"]["step"]
+        assert kill_at <= step < epochs * 5
+    fit(config(killed, epochs=epochs), resume=True)  # also takes over the killed run's lock
     ref_weights, ref_ema = _final_state(reference / "checkpoint_last.pt")
     weights, ema = _final_state(last)
     for key in ref_weights:
         assert torch.allclose(weights[key], ref_weights[key], rtol=1e-12, atol=1e-14), key
         assert torch.allclose(ema[key], ref_ema[key], rtol=1e-12, atol=1e-14), key
+    ref_opt = read_checkpoint(reference / "checkpoint_last.pt")["train_state"]["optimizer"]
+    opt = read_checkpoint(last)["train_state"]["optimizer"]
+    for k, ref_state in ref_opt["state"].items():
+        for name, value in ref_state.items():
+            torch.testing.assert_close(opt["state"][k][name], value, rtol=1e-12, atol=1e-14)
+    ref_rows, rows = _log_rows(reference / "log.csv"), _log_rows(killed / "log.csv")
+    assert [r["epoch"] for r in rows] == [r["epoch"] for r in ref_rows] == [1, 2, 3, 4, 5]
+    for got, want in zip(rows, ref_rows, strict=True):
+        for key, value in want.items():
+            assert got[key] == pytest.approx(value, rel=1e-9, abs=1e-12), (got["epoch"], key)
 
 
 def test_two_gloo_processes_match_one(tmp_path):

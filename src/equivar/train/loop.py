@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import json
 import math
 import os
@@ -372,8 +373,11 @@ def _fit_one(config: TrainConfig, resume: bool, objects: dict[str, Any]) -> dict
         ema = ExponentialMovingAverage(model, config.optim.ema_decay)
     # validated_step: the step whose weights were last validated (the end of training validates
     # the last step's weights, even on a resume that finds the time budget already spent)
+    # loss_sum/loss_count: the current epoch's training losses so far, kept in the checkpoint so
+    # that a run resumed mid-epoch logs the same train_loss as one never interrupted
     state = {"epoch": 0, "step": 0, "step_in_epoch": 0, "best_valid": math.inf,
-             "best_epoch": -1, "stale": 0, "elapsed_s": 0.0, "validated_step": 0}
+             "best_epoch": -1, "stale": 0, "elapsed_s": 0.0, "validated_step": 0,
+             "loss_sum": 0.0, "loss_count": 0}
     if resume:
         saved = read_checkpoint(last_path)
         t = saved["train_state"]
@@ -390,6 +394,8 @@ def _fit_one(config: TrainConfig, resume: bool, objects: dict[str, Any]) -> dict
         state.update(t["progress"])
         if state["validated_step"] is None:
             state["validated_step"] = state["step"]
+        if rank == 0:
+            _drop_rows_after(out_dir / "log.csv", state)
     trained = dist.wrap(model, device)
     budget_s = 60.0 * config.time_budget
     spent_before = float(state["elapsed_s"])
@@ -427,7 +433,7 @@ def _fit_one(config: TrainConfig, resume: bool, objects: dict[str, Any]) -> dict
         progress = tqdm(total=steps_per_epoch * config.epochs, initial=state["step"],
                         desc="train", unit="step", dynamic_ncols=True)
 
-    def validate(epoch: int, losses: list[float], t0: float) -> None:
+    def validate(epoch: int, t0: float) -> None:
         """Validate the EMA weights on rank 0 (best.pt, log row), share the bookkeeping, close
         the epoch if it is complete, and write checkpoint_last.pt."""
         if rank == 0:
@@ -448,7 +454,8 @@ def _fit_one(config: TrainConfig, resume: bool, objects: dict[str, Any]) -> dict
             model.train()
             lr.validation(valid_loss)
             record = {"epoch": epoch + 1, "step": state["step"], "lr": lr.at(state["step"]),
-                      "train_loss": sum(losses) / max(1, len(losses)) if losses else float("nan"),
+                      "train_loss": (state["loss_sum"] / state["loss_count"]
+                                     if state["loss_count"] else float("nan")),
                       "valid_loss": valid_loss, "equivariance_error": eq_err,
                       "time_s": time.perf_counter() - t0, **metrics}
             _append_csv(log_path, record)
@@ -460,7 +467,7 @@ def _fit_one(config: TrainConfig, resume: bool, objects: dict[str, Any]) -> dict
         lr.load_state_dict(dist.broadcast_state(lr.state_dict(), rank, world))
         state["validated_step"] = state["step"]
         if state["step_in_epoch"] >= steps_per_epoch:
-            state.update(epoch=epoch + 1, step_in_epoch=0)
+            state.update(epoch=epoch + 1, step_in_epoch=0, loss_sum=0.0, loss_count=0)
         save_last()
 
     def stop_reason() -> str | None:
@@ -475,7 +482,7 @@ def _fit_one(config: TrainConfig, resume: bool, objects: dict[str, Any]) -> dict
     model.train()
     clock_start = time.perf_counter()
     while (stopped := stop_reason()) is None:
-        epoch, t0, losses = state["epoch"], time.perf_counter(), []
+        epoch, t0 = state["epoch"], time.perf_counter()
         order = _epoch_order(len(train), config.seed, epoch)
         for s in range(state["step_in_epoch"], steps_per_epoch):
             idx = order[s * config.data.batch_size : (s + 1) * config.data.batch_size]
@@ -503,21 +510,22 @@ def _fit_one(config: TrainConfig, resume: bool, objects: dict[str, Any]) -> dict
             if ema is not None:
                 ema.update(model)
                 _pin_frozen(ema, model, frozen)
-            losses.append(float(loss.detach()))
+            state["loss_sum"] += float(loss.detach())
+            state["loss_count"] += 1
             state["step"] += 1
             state["step_in_epoch"] = s + 1
             if progress is not None:
                 progress.update(1)
-                progress.set_postfix(epoch=epoch, loss=f"{losses[-1]:.4g}")
+                progress.set_postfix(epoch=epoch, loss=f"{float(loss.detach()):.4g}")
             if budget_spent():  # validated and saved below: a resume goes on from this step
                 break
             if config.checkpoint_every and state["step"] % config.checkpoint_every == 0:
                 save_last()
-        validate(epoch, losses, t0)
+        validate(epoch, t0)
     if state["validated_step"] != state["step"]:
         # resumed from a mid-epoch checkpoint with the budget already spent: its weights
         # were never validated
-        validate(state["epoch"], [], time.perf_counter())
+        validate(state["epoch"], time.perf_counter())
     if progress is not None:
         progress.close()
     if rank == 0 and stopped != "epochs":
@@ -539,6 +547,35 @@ def _pin_frozen(ema: ExponentialMovingAverage, model: nn.Module, frozen: list[st
     params = dict(model.named_parameters())
     for name in frozen:
         ema.shadow[name].copy_(params[name])
+
+
+def _drop_rows_after(path: Path, state: dict) -> None:
+    """On resume: remove the log rows written after the checkpoint being resumed (a kill between
+    a validation's row and the checkpoint that follows it), so that the run's rows, once it has
+    finished, equal those of a run never interrupted. A row belongs to the checkpoint when its
+    step is earlier, or equal and validated (``validated_step``)."""
+    if not path.exists():
+        return
+    with open(path, newline="") as fh:
+        rows = list(csv.reader(fh))
+    if not rows or "step" not in rows[0]:
+        return
+    at = rows[0].index("step")
+
+    def kept(row: list[str]) -> bool:
+        step = int(row[at])
+        return step < state["step"] or (step == state["step"]
+                                        and state["validated_step"] == state["step"])
+
+    keep = [rows[0], *(r for r in rows[1:] if len(r) > at and kept(r))]
+    if len(keep) != len(rows):
+        atomic_write(path, lambda fh: fh.write(_csv_text(keep).encode()))
+
+
+def _csv_text(rows: list[list[str]]) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer).writerows(rows)
+    return buffer.getvalue()
 
 
 def _append_csv(path: Path, record: dict) -> None:
