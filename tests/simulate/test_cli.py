@@ -75,3 +75,26 @@ def test_npt_result_logs_a_finite_pressure(potential, copper):
     assert result.target_temperature_K == 300.0
     nve = run_md(potential, copper, ensemble="nve", steps=2, log_interval=2, progress=False)
     assert nve.pressure_GPa is None  # not computed where nothing needs the stress
+
+
+def test_outputs_are_checked_before_any_work(tmp_path, capsys):
+    """An existing trajectory is never replaced unasked; a folder where a file is wanted is
+    named; the default trajectory goes beside the checkpoint (issues 21 and 26)."""
+    checkpoint = save_checkpoint(tiny_potential(), tmp_path / "model.pt")
+    structure = tmp_path / "w.xyz"
+    write(structure, molecule("H2O"))
+    run = ["md", str(checkpoint), str(structure), "--steps", "2", "--no-progress"]
+    assert main(run) == 0
+    default = tmp_path / "md.extxyz"
+    assert default.is_file()
+    before = default.read_text()
+    assert main(run) == 2
+    assert "exists: pass --overwrite" in capsys.readouterr().err
+    assert default.read_text() == before
+    assert main([*run, "--overwrite", "--seed", "1"]) == 0
+    assert main([*run, "--out", str(tmp_path)]) == 2
+    assert "is a folder" in capsys.readouterr().err
+    assert main(["export", str(checkpoint), "-o", str(tmp_path)]) == 2
+    assert "is a folder" in capsys.readouterr().err
+    assert main(["evaluate", str(checkpoint), str(structure), "--out", str(tmp_path)]) == 2
+    assert "is a folder" in capsys.readouterr().err

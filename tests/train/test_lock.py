@@ -78,3 +78,11 @@ def test_the_lock_is_released_when_a_run_fails(tmp_path):
             with output_lock(out, "test"):
                 pass
     assert not path.exists()
+
+
+def test_an_output_that_is_a_file_is_named(tmp_path):
+    taken = tmp_path / "notes.txt"
+    taken.write_text("keep me")
+    with pytest.raises(ValueError, match="is an existing file, not a folder"):
+        fit(tiny_config(taken))
+    assert taken.read_text() == "keep me"

@@ -13,6 +13,15 @@ def _md(args: argparse.Namespace) -> int:
     from equivar.simulate.md import run_md
 
     structure = Path(args.structure)
+    if args.out is None:  # beside the checkpoint it runs, not in the working folder
+        home = Path(args.checkpoint)
+        args.out = str((home.parent if home.is_file() else Path("runs")) / "md.extxyz")
+    out = Path(args.out)
+    if out.is_dir():
+        raise ValueError(f"--out {out} is a folder; name the trajectory file to write")
+    if out.exists() and not args.overwrite:  # checked before any work: nothing is lost
+        raise ValueError(f"--out {out} exists: pass --overwrite to replace it, or choose another "
+                         "--out")
     # Ctrl-C (equivar.cli.main): frames are written whole, one write each
     args.interrupt_note = lambda: (f"the trajectory so far is in {args.out}"
                                    if Path(args.out).is_file() else None)
@@ -106,7 +115,9 @@ def add_commands(subparsers) -> None:
                     "(default: 10x --temperature, at least 2000 K)")
     md.add_argument("--pressure", type=float, default=0.0, help="NPT pressure in GPa (default 0)")
     md.add_argument("--friction", type=float, default=0.01, help="Langevin, 1/fs (default 0.01)")
-    md.add_argument("--out", default="md.extxyz", help="trajectory (default md.extxyz)")
+    md.add_argument("--out", default=None,
+                    help="trajectory (default: md.extxyz beside the checkpoint)")
+    md.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     md.add_argument(
         "--traj-interval",
         type=int,

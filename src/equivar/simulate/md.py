@@ -251,6 +251,8 @@ def run_md(
     _positive("log_interval", log_interval, integer=True)
     if trajectory_interval is not None:
         _positive("trajectory_interval", trajectory_interval, integer=True)
+    if trajectory is not None and Path(trajectory).is_dir():
+        raise ValueError(f"trajectory {str(trajectory)!r} is a folder; name the file to write")
     if ensemble == "nvt":
         _positive("friction_per_fs", friction_per_fs)
     if ensemble == "npt":

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 
 def _resume_note(output: str) -> str:
     """What Ctrl-C leaves of a run in ``output`` (``equivar.cli.main`` prints it)."""
-    from pathlib import Path
-
     from equivar.train.loop import LAST
 
     out = Path(output)
@@ -39,11 +38,11 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from equivar.train.export import export_model, read_metadata
 
     out = Path(args.out) if args.out else Path(args.checkpoint).with_suffix(".pt2")
+    if out.is_dir():
+        raise ValueError(f"-o {out} is a folder; name the .pt2 file to write")
     try:
         path = export_model(args.checkpoint, out, example=args.example, dtype=args.dtype,
                             aoti=args.aoti)
@@ -69,6 +68,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     from equivar.train.evaluation import metric_table
     from equivar.train.split import frames_to_score
 
+    if args.out and Path(args.out).is_dir():  # before any work
+        raise ValueError(f"--out {args.out} is a folder; name the .npz file to write")
     device = args.device if args.device != "auto" else (
         "cuda" if torch.cuda.is_available() else "cpu")
     model = load_checkpoint(args.checkpoint, device=device)

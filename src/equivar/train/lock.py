@@ -56,6 +56,9 @@ def output_lock(folder: str | os.PathLike, what: str = "run") -> Iterator[Path]:
             start time, and the file to delete if that process is known to be gone.
     """
     folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"output {str(folder)!r} is an existing file, not a folder; choose "
+                         "another output")
     created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / LOCK_NAME
