@@ -8,6 +8,11 @@ The edge convention is the package's (see :mod:`equivar.keys`): ``edge_index[0]`
 vesin returns pairs ``(i, j, S)`` with distance vector ``pos[j] - pos[i] + S @ box`` (checked
 numerically in ``tests/data/test_neighbors.py``), so its ``i`` is our receiver, its ``j`` our sender
 and its ``S`` our ``shifts`` with no sign change.
+
+vesin cannot be asked everything: some flat or elongated shapes make its cell grid collapse (the
+process dies of SIGFPE) and a huge cutoff on a small cell fills the memory. Every graph is
+planned first by :mod:`equivar.data.limits`, which widens the search radius where the grid would
+collapse and refuses, with the numbers, a graph estimated above the edge budget.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from equivar.data.limits import check_edge_budget, plan_search
 from equivar.data.validation import check_cell, check_cutoff, check_positions
 
 __all__ = ["radius_graph"]
@@ -28,6 +34,8 @@ def radius_graph(
     cell: torch.Tensor | None = None,
     pbc: torch.Tensor | None = None,
     batch: torch.Tensor | None = None,
+    *,
+    max_edges: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """All pairs closer than ``cutoff``, periodic images included, as a directed edge list.
 
@@ -47,11 +55,19 @@ def radius_graph(
             along every nonzero lattice vector of ``cell`` (nothing when ``cell`` is ``None``).
         batch: graph index of each node, sorted (as PyG's ``Batch`` produces). Default ``None``:
             one graph.
+        max_edges: refuse (``ValueError``) when the estimated number of edges exceeds this.
+            Default ``None``: ``$EQUIVAR_MAX_EDGES``, else 5e8 or what the available memory
+            holds (see :mod:`equivar.data.limits`), so that a huge cutoff on a small cell fails
+            with a message instead of exhausting the machine's memory.
 
     Returns:
         ``(edge_index, shifts)``: ``edge_index`` int64 on ``pos.device``, sorted by receiver then
         sender (ties between images of one pair ordered by shift, so the order is deterministic);
         ``shifts`` in ``pos.dtype`` holding integer lattice translations of the sender.
+
+    Raises:
+        ValueError: a bad cutoff, positions (non-finite, or beyond 1e5 Angstrom), cell, pbc or
+            batch; or a graph whose estimated edge count exceeds ``max_edges``.
 
     Shapes:
         pos: ``[n_nodes, 3]``; cell: ``[3, 3]`` or ``[n_graphs, 3, 3]``; pbc: ``[3]`` or
@@ -77,16 +93,27 @@ def radius_graph(
     n_graphs = len(counts)
     cells, pbcs = _cells_and_pbc(cell, pbc, n_graphs)  # [n_graphs, 3, 3], [n_graphs, 3]
 
-    senders, receivers, shift_parts = [], [], []
-    start = 0
+    # Plan every graph before any search: vesin's radius (never a collapsed cell grid, which
+    # kills the process) and the edges it will materialise (refused above the budget).
+    plans, pairs, start = [], 0.0, 0
     for g in range(n_graphs):
         n_g = int(counts[g])
         if n_g > 1 or (n_g == 1 and pbcs[g].any()):
-            j, i, s = _single_graph(pos_np[start : start + n_g], cutoff, cells[g], pbcs[g])
-            senders.append(j + start)
-            receivers.append(i + start)
-            shift_parts.append(s)
+            part = pos_np[start : start + n_g]  # [n_g, 3]
+            radius, estimate = plan_search(part, cells[g], pbcs[g], cutoff)
+            pairs += estimate
+            plans.append((g, start, n_g, radius))
         start += n_g
+    if plans:
+        check_edge_budget(pairs, _describe(counts, cells, pbcs, cutoff), max_edges)
+
+    senders, receivers, shift_parts = [], [], []
+    for g, start, n_g, radius in plans:
+        graph = pos_np[start : start + n_g]
+        j, i, s = _single_graph(graph, cutoff, cells[g], pbcs[g], radius)
+        senders.append(j + start)
+        receivers.append(i + start)
+        shift_parts.append(s)
 
     if senders:
         edge_index = np.stack([np.concatenate(senders), np.concatenate(receivers)])
@@ -103,22 +130,40 @@ def radius_graph(
     )
 
 
+def _describe(counts: np.ndarray, cells: np.ndarray, pbcs: np.ndarray, cutoff: float) -> str:
+    """The system, in words, for the edge-budget message."""
+    what = f"{int(counts.sum())} atoms, cutoff {float(cutoff):g} Angstrom"
+    if len(counts) > 1:
+        return f"{what}, {len(counts)} graphs"
+    if pbcs[0].all():
+        return f"{what}, periodic cell of volume {abs(np.linalg.det(cells[0])):.3g} Angstrom^3"
+    return what + (f", periodic along {np.flatnonzero(pbcs[0]).tolist()}" if pbcs[0].any()
+                   else "")
+
+
 def _single_graph(
-    pos: np.ndarray, cutoff: float, cell: np.ndarray, pbc: np.ndarray
+    pos: np.ndarray, cutoff: float, cell: np.ndarray, pbc: np.ndarray, radius: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Sorted ``(sender, receiver, shifts)`` of one graph, local indices, from vesin."""
+    """Sorted ``(sender, receiver, shifts)`` of one graph, local indices, from vesin searching
+    within ``radius`` (``cutoff``, or larger where vesin's cell grid would collapse: the pairs
+    beyond ``cutoff`` are then dropped, as vesin drops them, on the squared distance)."""
     import vesin  # local: keeps `import equivar.data` light
 
-    calculator = vesin.NeighborList(cutoff=float(cutoff), full_list=True)
+    calculator = vesin.NeighborList(cutoff=float(radius), full_list=True)
     box = cell if pbc.any() else np.zeros((3, 3))
+    wider = radius > cutoff
     # copy=False: views into vesin's buffers, valid while `calculator` lives; gathered below
-    i, j, s = calculator.compute(
+    i, j, s, *vectors = calculator.compute(
         points=np.ascontiguousarray(pos),
         box=box,
         periodic=pbc.tolist(),
-        quantities="ijS",
+        quantities="ijSD" if wider else "ijS",
         copy=False,
     )
+    if wider:
+        d = vectors[0]  # [n_pairs, 3]
+        keep = np.flatnonzero(np.einsum("ex,ex->e", d, d) < float(cutoff) * float(cutoff))
+        i, j, s = np.take(i, keep), np.take(j, keep), np.take(s, keep, axis=0)
     receiver = i.astype(np.int64)  # [n_edges]
     sender = j.astype(np.int64)  # [n_edges]
     order = _edge_order(receiver, sender, s, len(pos))  # [n_edges]

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from equivar.data.limits import MAX_COORDINATE, check_edge_budget, plan_search
+
 __all__ = [
     "MIN_DISTANCE",
     "check_atomic_numbers",
@@ -63,7 +65,9 @@ def check_cutoff(cutoff: Any) -> None:
 
 
 def check_positions(pos: Any, *, allow_empty: bool = True) -> None:
-    """Check that positions are a finite ``[n_nodes, 3]`` array.
+    """Check that positions are a finite ``[n_nodes, 3]`` array within ``MAX_COORDINATE``
+    (1e5 Angstrom) of the origin: farther atoms (an exploded simulation, a unit error) would
+    break the neighbour search (vesin dies of SIGFPE on some such shapes).
 
     Args:
         pos: Cartesian positions (Angstrom).
@@ -83,6 +87,13 @@ def check_positions(pos: Any, *, allow_empty: bool = True) -> None:
         raise ValueError(
             f"pos has non-finite (NaN/inf) coordinates for atom {int(bad[0])} "
             f"({arr[bad[0]].tolist()}); {bad.size} atom(s) affected"
+        )
+    far = np.flatnonzero((np.abs(arr) > MAX_COORDINATE).any(axis=1))
+    if far.size:
+        raise ValueError(
+            f"pos has an absurd coordinate for atom {int(far[0])}: {arr[far[0]].tolist()} "
+            f"Angstrom is beyond {MAX_COORDINATE:g} Angstrom of the origin ({far.size} atom(s) "
+            "affected); check the units, or recentre / wrap the structure"
         )
 
 
@@ -180,7 +191,11 @@ def check_min_distance(
     box = np.zeros((3, 3)) if cell is None or not periodic.any() else _as_numpy(cell, "cell")
     if len(p) < 2 and not periodic.any():
         return
-    calculator = vesin.NeighborList(cutoff=max(float(min_distance), 1.0), full_list=False)
+    check_positions(p)
+    # a wider radius where vesin's cell grid would collapse (SIGFPE); the minimum is the same
+    radius, pairs = plan_search(p, box, periodic, max(float(min_distance), 1.0))
+    check_edge_budget(pairs / 2, f"distance check of {len(p)} atoms within {radius:.3g} Angstrom")
+    calculator = vesin.NeighborList(cutoff=radius, full_list=False)
     i, j, s, d = calculator.compute(
         points=np.ascontiguousarray(p), box=box, periodic=periodic.tolist(), quantities="ijSd"
     )

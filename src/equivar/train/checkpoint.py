@@ -84,21 +84,24 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
+    if _is_torchscript(path):  # before torch.load, which warns and then refuses it
+        raise ValueError(f"checkpoint {str(path)!r} is a TorchScript archive: it holds code, "
+                         "which is unsafe to load; equivar checkpoints hold only tensors and "
+                         "plain data")
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        lines = [x.strip() for x in str(err).splitlines() if x.strip()]
-        why = next((x for x in lines if "Unsupported global" in x), None)
-        if why is None:  # not a refused object: bytes that are no pickle at all
-            detail = next((x for x in lines if "Unsupported operand" in x),
-                          lines[-1] if lines else "no details")  # fmt: skip
+        from equivar.train.audit import describe_refusal, unpickling_detail
+
+        detail = unpickling_detail(err)
+        why = describe_refusal(path.read_bytes(), detail)
+        if why is None:  # not a refused object: bytes that are no complete pickle
             raise ValueError(f"checkpoint {str(path)!r} is truncated or corrupt, or not a "
-                             f"PyTorch file (UnpicklingError: {detail})") from None
-        why = why.split(" was not an allowed global")[0].removeprefix("WeightsUnpickler error: ")
+                             f"PyTorch file (UnpicklingError: {detail or 'no details'})") from None
         raise ValueError(
-            f"checkpoint {str(path)!r} holds objects other than tensors and plain data, which "
-            f"are unsafe to unpickle (weights_only=True refused: {why}); save "
-            "{'state_dict', 'config', 'versions'} instead of a pickled model"
+            f"checkpoint {str(path)!r} is unsafe to unpickle: it is {why} (weights_only=True "
+            "refused it, so nothing in it ran); equivar checkpoints hold only tensors and plain "
+            "data: save {'state_dict', 'config', 'versions'} instead of a pickled model"
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as err:
         raise ValueError(
@@ -113,6 +116,15 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         raise ValueError(f"checkpoint {str(path)!r} is not an equivar checkpoint: it is missing "
                          f"{missing}; found keys {sorted(map(str, data))}")
     return data
+
+
+def _is_torchscript(path: Path) -> bool:
+    """Whether ``path`` is a TorchScript zip (torch's test: a ``constants.pkl`` record)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(name.split("/", 1)[-1] == "constants.pkl" for name in archive.namelist())
+    except (zipfile.BadZipFile, OSError, EOFError):
+        return False
 
 
 def checkpoint_label_keys(checkpoint: str | os.PathLike | dict[str, Any]) -> dict[str, str]:

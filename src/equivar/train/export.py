@@ -429,28 +429,56 @@ def _peek(source: str | io.BytesIO, label: str) -> tuple[dict[str, Any], bool]:
 
 
 def _read(source: str | io.BytesIO, backend: str, label: str) -> ExportedPotential:
-    from torch.export.pt2_archive._package import load_pt2
+    """Audit, then load, an export (see :mod:`equivar.train.audit`: torch's own loader would run
+    code that a tampered file carries). The file is read once into memory, so the bytes
+    audited are the bytes loaded."""
+    from equivar.train.audit import audit_pt2, check_program
 
+    if not isinstance(source, io.BytesIO):
+        with open(source, "rb") as fh:
+            source = io.BytesIO(fh.read())
     meta, has_aoti = _peek(source, label)
     if backend == "auto":
         backend = "aoti" if has_aoti else "export"
     if backend == "aoti" and not has_aoti:
         raise ValueError(f"{label!r} holds no AOTInductor build; export it with aoti=True "
                          "(--aoti) or load it with backend='export'")
+    audit_pt2(source, label)
     try:
-        if isinstance(source, io.BytesIO):
-            source.seek(0)
-        contents = load_pt2(source)
+        source.seek(0)
+        program, runner = _load_program(source, with_aoti=backend == "aoti")
     except Exception as err:  # serialisation and AOTI loader errors all mean "unreadable"
         raise ValueError(f"exported model {label!r} cannot be loaded ({type(err).__name__}: "
                          f"{str(err).splitlines()[0] if str(err) else 'no details'}); it may be "
                          "corrupt, or written by another torch version or for another CPU"
                          ) from None
+    check_program(program, label)
     if backend == "aoti":
-        program = contents.aoti_runners["model"]
-    else:
-        program = contents.exported_programs["model"].module()
-    return ExportedPotential(program, meta, backend).eval()
+        return ExportedPotential(runner, meta, backend).eval()
+    # no guard function: torch builds it with exec() from code stored in the file; the same
+    # input checks then run from the program's range constraints instead
+    return ExportedPotential(program.module(check_guards=False), meta, backend).eval()
+
+
+def _load_program(source: io.BytesIO, with_aoti: bool):
+    """``(ExportedProgram, AOTI runner or None)``. Without ``with_aoti`` the AOTInductor build's
+    shared library is never loaded (``load_pt2`` loads every build it finds: machine code)."""
+    from torch.export.pt2_archive import _package
+
+    load_programs = getattr(_package, "_load_exported_programs", None)
+    if with_aoti or load_programs is None:
+        contents = _package.load_pt2(source)
+        return (contents.exported_programs["model"],
+                contents.aoti_runners["model"] if with_aoti else None)
+    from torch.export.pt2_archive.constants import ARCHIVE_VERSION_PATH, ARCHIVE_VERSION_VALUE
+
+    with _package.PT2ArchiveReader(source) as reader:
+        version = reader.read_string(ARCHIVE_VERSION_PATH)
+        if version != ARCHIVE_VERSION_VALUE:
+            raise ValueError(f"archive version {version} is not this torch's "
+                             f"{ARCHIVE_VERSION_VALUE}")
+        programs = load_programs(reader, reader.get_file_names(), None)
+    return programs["model"], None
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
@@ -475,10 +503,17 @@ def load_exported(path: str | os.PathLike, *, backend: str = "auto") -> Exported
         backend: ``"auto"`` (the AOTInductor build when the file has one, else the exported
             program), ``"aoti"`` or ``"export"``.
 
+    Opening a file runs none of its Python: torch's own ``.pt2`` loader would unpickle tampered
+    weights, ``eval`` symbolic sizes and ``exec`` guard code from the file, so the archive is
+    audited first and refused, as unsafe, when it holds any of these
+    (:mod:`equivar.train.audit`). An AOTInductor build, however, is machine code that runs
+    when loaded: open a file you did not make yourself with ``backend="export"``.
+
     Raises:
         FileNotFoundError: no such file.
-        ValueError: a truncated/corrupt file, a ``.pt2`` that is not an equivar export, a
-            missing AOTInductor build for ``backend="aoti"``, an unknown backend.
+        ValueError: a truncated/corrupt file, an unsafe one (it would run code when loaded), a
+            ``.pt2`` that is not an equivar export, a missing AOTInductor build for
+            ``backend="aoti"``, an unknown backend.
 
     Example:
         >>> potential = load_exported("water.pt2")  # doctest: +SKIP
