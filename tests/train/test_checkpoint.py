@@ -78,3 +78,21 @@ def test_a_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         save_checkpoint(path, _model())
     assert path.read_bytes() == before and sorted(os.listdir(tmp_path)) == ["m.pt"]
+
+
+def test_a_checkpoint_with_nan_weights_is_refused_not_evaluated(tmp_path):
+    """A diverged run's weights would give all-NaN metrics with exit 0 (issue 21)."""
+    from pathlib import Path
+
+    from equivar.cli import main
+
+    qm9 = Path(__file__).resolve().parents[2] / "datasets" / "qm9_100.extxyz"
+    model = build("potential", preset="S", species=["H", "O"], num_channels=4, dtype="float64")
+    save_checkpoint(tmp_path / "ok.pt", model)
+    data = read_checkpoint(tmp_path / "ok.pt")
+    name = next(k for k, v in data["state_dict"].items() if v.is_floating_point())
+    data["state_dict"][name][...] = float("nan")
+    torch.save(data, tmp_path / "nan.pt")
+    with pytest.raises(ValueError, match=rf"hold NaN or inf \(first: '{name}'\).*diverged"):
+        load_checkpoint(tmp_path / "nan.pt")
+    assert main(["evaluate", str(tmp_path / "nan.pt"), str(qm9)]) == 2

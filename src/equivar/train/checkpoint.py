@@ -180,6 +180,12 @@ def model_from_checkpoint_data(
     if dtype is not None:
         options["dtype"] = str(dtype).removeprefix("torch.")
     model = build(name, **options)
+    # a diverged run's weights evaluate to NaN everywhere: refuse them here, not as NaN metrics
+    bad = [k for k, v in data["state_dict"].items()
+           if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise ValueError(f"{len(bad)} weight tensor(s) hold NaN or inf (first: {bad[0]!r}): the "
+                         "run that wrote it diverged; use an earlier checkpoint")
     try:
         model.load_state_dict(data["state_dict"], strict=True)
     except RuntimeError as err:
