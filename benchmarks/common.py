@@ -65,7 +65,8 @@ def versions() -> dict[str, str]:
     """Versions of Python and of the packages the benchmarks depend on (``None`` if absent).
 
     Returns:
-        ``{"python", "torch", "e3nn", "torch_geometric", "ase", "vesin", "numpy", "equivar"}``.
+        ``{"python", "torch", "e3nn", "torch_geometric", "ase", "vesin", "numpy", "mace",
+        "nequip", "equivar"}``.
     """
     out: dict[str, Any] = {"python": platform.python_version()}
     for name, dist in [
@@ -75,6 +76,8 @@ def versions() -> dict[str, str]:
         ("ase", "ase"),
         ("vesin", "vesin"),
         ("numpy", "numpy"),
+        ("mace", "mace-torch"),  # the peers of md17.py / train_speed.py (peers.py), if present
+        ("nequip", "nequip"),
     ]:
         try:
             out[name] = metadata.version(dist)

@@ -12,8 +12,16 @@ loaded machine changes little; on CUDA, wall time with synchronisation.
 Systems: MD17-style molecules (``datasets/md17_xtb``: ethanol, 9 atoms; aspirin, 21 atoms) and
 the periodic EMT metal boxes (``datasets/emt_metals.npz``: 32 atoms, energy, forces and stress).
 
+Peers (``--models mace nequip``, the ``peers`` extra): MACE (mace-torch) and NequIP (nequip) as
+``md17.py`` trains them (``peers.py``: same graphs, energy scale and loop; sizes from
+``--mace-size`` / ``--nequip-size``), timed by the same step on the molecules (their wrappers
+return no stress, so they skip ``emt``). ``vs equivar`` is a row's time per step over that of
+equivar's first preset on the same system and batch size, in the same run.
+
     python benchmarks/train_speed.py --device cpu --threads 1 --json train_speed.json
     python benchmarks/train_speed.py --device cuda --presets S M --batch-sizes 8 32
+    python benchmarks/train_speed.py --systems ethanol aspirin --presets S --option lmax=2 \\
+        --models equivar mace nequip --threads 1       # equivar S as in md17.py beside its peers
 """
 
 from __future__ import annotations
@@ -34,8 +42,10 @@ from common import (  # noqa: E402
     standard_parser,
     write_json,
 )
+from peers import MACE_SIZE, NEQUIP_SIZE, mace_potential, nequip_potential, size_options  # noqa: E402
 
 SYSTEMS = ("ethanol", "aspirin", "emt")
+MODELS = ("equivar", "mace", "nequip")
 
 
 def load(system: str, cutoff: float, dtype: torch.dtype, n: int) -> list:
@@ -51,10 +61,26 @@ def load(system: str, cutoff: float, dtype: torch.dtype, n: int) -> list:
     return frames[:n]
 
 
-def time_steps(system: str, preset: str, batch_size: int, args) -> dict:
+def make_model(name: str, preset: str, stats, dtype: torch.dtype, args):
+    """The model of a row and its ``options`` text: equivar's potential or a peer."""
+    if name == "mace":
+        size = size_options(args.mace_size, MACE_SIZE, "--mace-size")
+        model = mace_potential(stats, args.cutoff, **size).to(dtype)
+    elif name == "nequip":
+        size = size_options(args.nequip_size, NEQUIP_SIZE, "--nequip-size")
+        model = nequip_potential(stats, args.cutoff, dtype=dtype, **size)
+    else:
+        from equivar.models import build
+
+        size = dict(args.option)
+        model = build("potential", preset=preset, statistics=stats, cutoff=args.cutoff,
+                      dtype=dtype, **size)  # fmt: skip
+    return model, " ".join(f"{k}={v}" for k, v in size.items()) or "-"
+
+
+def time_steps(name: str, system: str, preset: str, batch_size: int, args) -> dict:
     """Train ``args.steps`` steps; return throughput over the steps after the warm-up."""
     from equivar.data import compute_statistics
-    from equivar.models import build
     from equivar.train.config import LossConfig
     from equivar.train.losses import total_loss
 
@@ -63,9 +89,8 @@ def time_steps(system: str, preset: str, batch_size: int, args) -> dict:
     frames = load(system, args.cutoff, dtype, max(batch_size * 8, 64))
     stats = compute_statistics(frames)
     torch.manual_seed(0)
-    options = dict(args.option)
-    model = build("potential", preset=preset, statistics=stats, cutoff=args.cutoff, dtype=dtype,
-                  **options).to(device)  # fmt: skip
+    model, options = make_model(name, preset, stats, dtype, args)
+    model = model.to(device)
     periodic = system == "emt"
     weights = {"energy": 1.0, "forces": 10.0, **({"stress": 10.0} if periodic else {})}
     config = LossConfig(**weights)
@@ -86,10 +111,12 @@ def time_steps(system: str, preset: str, batch_size: int, args) -> dict:
     per_step = statistics.median(times)
     atoms = sum(f.num_nodes for f in frames[:batch_size])
     edges = sum(f.edge_index.shape[1] for f in frames[:batch_size])
-    backend = model.backbone.blocks[0].conv.resolved_backend(device)
-    return {"system": system, "preset": preset, "options": " ".join(
-                f"{k}={v}" for k, v in options.items()) or "-",
-            "batch": batch_size, "atoms": atoms, "edges": edges, "backend": backend,
+    # both peers run e3nn's tensor products (MACE without its cuEquivariance option)
+    backend = (model.backbone.blocks[0].conv.resolved_backend(device) if name == "equivar"
+               else "e3nn")  # fmt: skip
+    return {"model": name, "system": system, "preset": preset if name == "equivar" else "-",
+            "options": options, "batch": batch_size, "atoms": atoms, "edges": edges,
+            "backend": backend,
             "params": sum(p.numel() for p in model.parameters()),
             "ms_per_step": round(1e3 * per_step, 2),
             "structs_per_s": round(batch_size / per_step, 1),
@@ -106,6 +133,12 @@ def main(argv=None) -> None:
     parser.add_argument("--option", nargs="+", default=[], type=key_value, metavar="KEY=VALUE",
                         help="extra build('potential') options, values in YAML (e.g. lmax=2 "
                         "backend=e3nn)")  # fmt: skip
+    parser.add_argument("--models", nargs="+", default=["equivar"], choices=MODELS,
+                        help="equivar (one row per preset) and peers (peers.py; molecules only)")
+    parser.add_argument("--mace-size", nargs="+", default=[], type=key_value,
+                        metavar="KEY=VALUE", help=f"MACE's size, defaults {MACE_SIZE}")
+    parser.add_argument("--nequip-size", nargs="+", default=[], type=key_value,
+                        metavar="KEY=VALUE", help=f"NequIP's size, defaults {NEQUIP_SIZE}")
     parser.add_argument("--steps", type=int, default=30, help="timed steps per row")
     parser.add_argument("--warmup", type=int, default=5, help="steps skipped before timing")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -120,11 +153,19 @@ def main(argv=None) -> None:
         torch.set_num_threads(args.threads)
     rows = []
     for system in args.systems:
-        for preset in args.presets:
-            for batch_size in args.batch_sizes:
-                row = time_steps(system, preset, batch_size, args)
-                print(row, flush=True)
-                rows.append(row)
+        for name in args.models:
+            if name != "equivar" and system == "emt":
+                print(f"{name}: skipped on emt (the peers' wrappers return no stress)")
+                continue
+            for preset in args.presets if name == "equivar" else args.presets[:1]:
+                for batch_size in args.batch_sizes:
+                    row = time_steps(name, system, preset, batch_size, args)
+                    print(row, flush=True)
+                    rows.append(row)
+    for row in rows:  # the speed ratio, measured in this run on this machine
+        base = next((r for r in rows if r["model"] == "equivar" and r["system"] == row["system"]
+                     and r["batch"] == row["batch"]), None)  # fmt: skip
+        row["vs equivar"] = round(row["ms_per_step"] / base["ms_per_step"], 2) if base else "-"
     clock = "CPU time" if args.device == "cpu" else "wall time"
     print(f"\ntrain_speed ({args.device}, {args.dtype}, {torch.get_num_threads()} thread(s), "
           f"median {clock} per step over {args.steps} steps) on {hardware()}")

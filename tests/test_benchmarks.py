@@ -216,3 +216,93 @@ def test_threads_benchmark_quick_mode(tmp_path):
     assert len(rows) == 1 and rows[0]["threads"] == 1 and rows[0]["OMP_WAIT_POLICY"] == "PASSIVE"
     assert rows[0]["median ms"] > 0 and rows[0]["backend"] in ("fused_cpu", "dense")
     assert json.loads((tmp_path / "t.json").read_text())["benchmark"] == "threads"
+
+
+@pytest.mark.parametrize("peer", ["mace", "nequip"])
+@pytest.mark.filterwarnings("ignore:`torch.jit.set_fusion_strategy` is deprecated")  # nequip's
+def test_md17_peer_models_are_equivariant_conservative_and_train(peer, dtype, one_thread):
+    """MACE and NequIP (``benchmarks/peers.py``) on two ethanol frames of ``md17.py``: energy and
+    forces of the right shapes, forces ``-dE/dpos`` (finite differences, float64), rotated,
+    reflected, translated and relabelled inputs give transformed outputs (relative tolerance
+    1e-9 in float64, 1e-5 in float32), periodic images change nothing, and one step of the
+    shared loop runs."""
+    pytest.importorskip(peer)
+    from torch_geometric.data import Batch
+
+    from equivar.data import compute_statistics
+    from equivar.data.datasets.md17 import load_md17
+    from equivar.testing import assert_conservative, assert_equivariant
+    from equivar.train.config import LossConfig
+    from equivar.train.losses import total_loss
+
+    md17, peers = _module("md17"), _module("peers")
+    frames = list(load_md17("ethanol", 5.0, split="train", train_size=50, dtype=dtype))[:2]
+    stats = compute_statistics(frames)
+    batch = Batch.from_data_list(frames)
+    if dtype == torch.float32:  # md17.py's own builder, --*-size options applied
+
+        class Args:
+            cutoff, seed = 5.0, 0
+            mace_size, nequip_size = [("channels", 8)], [("features", 8), ("layers", 2)]
+
+        model = md17.make_model(peer, stats, Args)
+    elif peer == "mace":
+        model = peers.mace_potential(stats, 5.0, channels=8).to(dtype)
+    else:
+        model = peers.nequip_potential(stats, 5.0, dtype=dtype, features=8, layers=2)
+    assert torch.get_default_dtype() == torch.float32  # NequIP's global state did not leak
+    model.eval()
+    out = model(batch)
+    assert out["energy"].shape == (2,) and out["forces"].shape == (18, 3)
+    assert out["energy"].dtype == dtype and out["forces"].dtype == dtype
+    # the energy scale of md17.py: per-element energies put E near the labels from the start
+    assert (out["energy"] - batch.energy).abs().max() < 5.0
+    rtol = 1e-9 if dtype == torch.float64 else 1e-5
+    assert_equivariant(model, batch, rtol=rtol, atol=rtol)
+    if dtype == torch.float64:
+        assert_conservative(model, batch, check_stress=False)
+    # periodic images: atoms moved by lattice vectors give edges with cell shifts and change
+    # nothing, so each package's shift convention is translated right (a flipped sign moves
+    # the energy by ~2e-2 eV here)
+    from ase import Atoms
+
+    from equivar.data import from_ase
+
+    atoms = Atoms(numbers=frames[0].z.numpy(), positions=frames[0].pos.double().numpy(),
+                  cell=[12.0, 12.0, 12.0], pbc=True)  # fmt: skip
+    atoms.center()
+    moved = atoms.copy()
+    moved.positions[0] += atoms.cell[0] - atoms.cell[1]
+    moved.positions[3] -= atoms.cell[2]
+    a, b = (Batch.from_data_list([from_ase(x, 5.0, dtype=dtype)]) for x in (atoms, moved))
+    assert (b.shifts != 0).any()
+    out_a, out_b = model(a), model(b)
+    torch.testing.assert_close(out_b["energy"], out_a["energy"], rtol=rtol, atol=0.0)
+    torch.testing.assert_close(out_b["forces"], out_a["forces"], rtol=0.0, atol=rtol)
+
+    weights = {"energy": 1.0, "forces": 10.0}
+    before = [p.detach().clone() for p in model.parameters()]
+    losses = []
+
+    def loss_fn(model, batch):
+        losses.append(total_loss(model(batch), batch, weights, LossConfig(**weights))[0])
+        return losses[-1]
+
+    steps = list(md17.budgeted_training(model, frames, loss_fn, lr=1e-3, batch_size=2, warmup=1,
+                                        seed=0, device=torch.device("cpu"), epochs=1))
+    assert len(steps) == 1 and math.isfinite(losses[0].item())
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+
+def test_md17_learning_rates_by_name_or_position():
+    """``md17.py --lr``: bare values in the order of ``MODELS`` (the old three-value form), or
+    ``MODEL=LR``; the rest keep their defaults."""
+    md17 = _module("md17")
+    assert md17.learning_rates([]) == md17.LEARNING_RATES
+    lr = md17.learning_rates(["0.05", "1e-2", "mace=0.02"])
+    assert (lr["equivar"], lr["schnet"], lr["mace"]) == (0.05, 0.01, 0.02)
+    assert lr["dimenet++"] == md17.LEARNING_RATES["dimenet++"]
+    with pytest.raises(ValueError, match="unknown model 'mac'"):
+        md17.learning_rates(["mac=0.1"])
+    with pytest.raises(ValueError, match="not a number"):
+        md17.learning_rates(["mace=fast"])
