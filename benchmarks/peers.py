@@ -157,11 +157,10 @@ def _nequip_state():
     strategy, which changes no result.)"""
     import random
 
+    import e3nn
     import numpy as np
     from nequip.utils.global_state import set_global_state
     from torch._dynamo import config as dynamo
-
-    import e3nn
 
     dtype = torch.get_default_dtype()
     e3nn_defaults = e3nn.get_optimization_defaults()  # it switches e3nn to TorchScript
