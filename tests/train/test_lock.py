@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import yaml
@@ -15,19 +14,7 @@ import yaml
 from equivar.train import fit
 from equivar.train.lock import LOCK_NAME, output_lock
 
-ROOT = Path(__file__).resolve().parents[2]
-DATA = ROOT / "datasets" / "ethanol_xtb.extxyz"
-
-
-def tiny_config(output, **extra):
-    return {
-        "data": {"train": str(DATA), "max_structures": 30, "cutoff": 3.5, "batch_size": 10,
-                 "valid_fraction": 0.2, "test_fraction": 0.2},
-        "model": {"name": "potential", "options": {
-            "preset": "S", "num_channels": 4, "num_layers": 1, "lmax": 1, "sh_lmax": 1,
-            "radial_hidden": [8]}},
-        "epochs": 1, "precision": "float64", "output": str(output), "progress": False, **extra,
-    }  # fmt: skip
+from .test_cli import tiny_config  # the 30-frame run those tests use
 
 
 def test_two_runs_started_on_one_folder(tmp_path):
