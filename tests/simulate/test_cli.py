@@ -98,3 +98,11 @@ def test_outputs_are_checked_before_any_work(tmp_path, capsys):
     assert "is a folder" in capsys.readouterr().err
     assert main(["evaluate", str(checkpoint), str(structure), "--out", str(tmp_path)]) == 2
     assert "is a folder" in capsys.readouterr().err
+
+
+def test_aoti_is_asked_for_and_only_for_exports(tmp_path, capsys):
+    checkpoint = save_checkpoint(tiny_potential(), tmp_path / "model.pt")
+    structure = tmp_path / "w.xyz"
+    write(structure, molecule("H2O"))
+    assert main(["md", str(checkpoint), str(structure), "--aoti", "--no-progress"]) == 2
+    assert "--aoti runs the AOTInductor build of a .pt2 export" in capsys.readouterr().err

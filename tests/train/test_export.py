@@ -188,7 +188,8 @@ def test_aoti_build_equals_eager(tmp_path):
     """AOTInductor: C++ generated and compiled for this CPU (about a minute)."""
     model = _model(torch.float64).eval()
     path = export_model(model, tmp_path / "aoti.pt2", aoti=True)
-    potential = load_exported(path)
+    assert load_exported(path).backend == "export"  # machine code only when asked for
+    potential = load_exported(path, backend="auto")
     assert potential.backend == "aoti" and potential.metadata["aoti"]
     structures = _structures()
     batch = Batch.from_data_list([from_ase(a, 3.5, dtype=torch.float64) for a in structures])

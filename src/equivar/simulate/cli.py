@@ -31,8 +31,16 @@ def _md(args: argparse.Namespace) -> int:
         atoms = ase.io.read(structure, index=args.index)
     except (ValueError, IndexError, KeyError) as err:  # unknown format, bad index, bad content
         raise ValueError(f"structure {str(structure)!r} (index {args.index}): {err}") from err
+    model = args.checkpoint
+    if args.aoti:  # the .pt2's compiled build: machine code, so only when asked for
+        if Path(args.checkpoint).suffix != ".pt2":
+            raise ValueError(f"--aoti runs the AOTInductor build of a .pt2 export, not "
+                             f"{args.checkpoint!r}")
+        from equivar.train.export import load_exported
+
+        model = load_exported(args.checkpoint, backend="aoti")
     result = run_md(
-        args.checkpoint,
+        model,
         atoms,
         ensemble=args.ensemble,
         steps=args.steps,
@@ -118,6 +126,9 @@ def add_commands(subparsers) -> None:
     md.add_argument("--out", default=None,
                     help="trajectory (default: md.extxyz beside the checkpoint)")
     md.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    md.add_argument("--aoti", action="store_true",
+                    help="run a .pt2 export's AOTInductor build (compiled machine code: only for "
+                    "files you built yourself; default: its exported program)")
     md.add_argument(
         "--traj-interval",
         type=int,

@@ -495,19 +495,21 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     return _peek(str(path), str(path))[0]
 
 
-def load_exported(path: str | os.PathLike, *, backend: str = "auto") -> ExportedPotential:
+def load_exported(path: str | os.PathLike, *, backend: str = "export") -> ExportedPotential:
     """Load a file written by :func:`export_model` as an :class:`ExportedPotential`.
 
     Args:
         path: the ``.pt2`` file.
-        backend: ``"auto"`` (the AOTInductor build when the file has one, else the exported
-            program), ``"aoti"`` or ``"export"``.
+        backend: ``"export"`` (default: the exported program, safe for any file), ``"aoti"``
+            (its AOTInductor build: compiled machine code) or ``"auto"`` (the AOTInductor build
+            when the file has one, else the exported program).
 
     Opening a file runs none of its Python: torch's own ``.pt2`` loader would unpickle tampered
     weights, ``eval`` symbolic sizes and ``exec`` guard code from the file, so the archive is
     audited first and refused, as unsafe, when it holds any of these
     (:mod:`equivar.train.audit`). An AOTInductor build, however, is machine code that runs
-    when loaded: open a file you did not make yourself with ``backend="export"``.
+    when loaded, which no audit can vet: it is loaded only when asked for (``"aoti"`` or
+    ``"auto"``, ``equivar md --aoti``), for files you built yourself.
 
     Raises:
         FileNotFoundError: no such file.
