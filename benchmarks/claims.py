@@ -76,6 +76,26 @@ def md17_rows(path: str = MD17_JSON) -> list[list[str]]:
     return out
 
 
+#: MD17 runs with the PyPI peers (MACE, NequIP) beside equivar
+MD17_PEERS_JSON = "benchmarks/results/md17_peers_3min_2026-12-07.json"
+
+
+def md17_peer_rows(path: str = MD17_PEERS_JSON) -> list[list[str]]:
+    """One row per molecule and size: equivar's force MAE beside every other model's."""
+    names = {"schnet": "SchNet", "dimenet++": "DimeNet++", "mace": "MACE", "nequip": "NequIP"}
+    out = []
+    for row in _load(path)["rows"]:
+        runs = {r["model"]: r["forces_mae_meV_A"] for r in row["runs"]}
+        if "equivar" not in runs:
+            continue
+        others = ", ".join(f"{names.get(m, m)} {v:.1f}" for m, v in sorted(runs.items())
+                           if m != "equivar")
+        out.append([f"MD17 {row['molecule']}, {row['n_train']} frames, {row['minutes']:g} "
+                    "CPU-min per model: force MAE (meV/A)", f"{runs['equivar']:.1f}", others,
+                    f"`{path}`"])
+    return out
+
+
 def nbody_rows(path: str, label: str = "") -> list[list[str]]:
     """Charged 5-body, 1000 steps ahead: the standard test set and the fresh ones."""
     out = []
@@ -98,6 +118,8 @@ def nbody_rows(path: str, label: str = "") -> list[list[str]]:
 def table() -> str:
     """The README's results table, as markdown."""
     rows = md17_rows()
+    if (ROOT / MD17_PEERS_JSON).exists():
+        rows += md17_peer_rows()
     for path, label in NBODY_JSONS:
         if (ROOT / path).exists():
             rows += nbody_rows(path, label)
