@@ -15,9 +15,12 @@ import time
 from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "Recipe",
+    "batch_to",
     "budgeted_training",
     "hardware",
     "key_value",
@@ -216,6 +219,88 @@ def standard_parser() -> argparse.ArgumentParser:
     return p
 
 
+@dataclass(frozen=True)
+class Recipe:
+    """How the shared loop trains a model: optimiser, schedule, loss weights, EMA, precision.
+
+    The default is the benchmarks' shared recipe (AdamW, linear warm-up then cosine decay over
+    the budget, clipping at 10, EMA 0.99, float32). A peer's own published recipe
+    (``peers.MACE_RECIPE``, ``peers.NEQUIP_RECIPE``) sets ``schedule="plateau"`` (torch's
+    ``ReduceLROnPlateau`` on the validation ``monitor``, stepped once per epoch), an optional
+    stage two (from ``stage_two_at`` of the budget on: learning rate ``stage_two_lr`` and loss
+    weights ``stage_two_weights``, as mace-torch's ``--stage_two``) and its own batch size,
+    precision and EMA decay.
+
+    Attributes:
+        name: ``"shared"`` or the recipe's name (kept in the JSON).
+        optimizer: ``"adamw"`` (decoupled weight decay), ``"adam"`` or ``"amsgrad"`` (Adam with
+            AMSGrad; both with L2 weight decay, torch's ``Adam(weight_decay=...)``).
+        lr: peak learning rate; None takes the caller's (``--lr``).
+        weight_decay: as ``optimizer`` applies it.
+        warmup: linear warm-up steps; None takes the caller's.
+        schedule: ``"cosine"`` (to zero at the end of the budget) or ``"plateau"``.
+        plateau: ``(factor, patience in epochs, relative threshold, min_lr)``.
+        monitor: the validation number the plateau watches and the best checkpoint is chosen
+            by: ``"loss"`` (the weighted loss) or ``"mae"`` (energy MAE + force MAE, NequIP's
+            ``weighted_sum`` of its tutorial).
+        clip: gradient-norm clipping (None: none).
+        ema_decay: decay of the exponential moving average of the weights.
+        loss_weights: ``(energy per atom, force components)`` weights of the MSE loss.
+        stage_two_at: fraction of the budget where stage two starts (None: no stage two).
+        stage_two_lr, stage_two_weights: stage two's learning rate and loss weights.
+        dtype: ``"float32"`` or ``"float64"``: the model's parameters and the batches.
+        batch_size: None takes the caller's (``--batch-size``).
+    """
+
+    name: str = "shared"
+    optimizer: str = "adamw"
+    lr: float | None = None
+    weight_decay: float = 0.0
+    warmup: int | None = None
+    schedule: str = "cosine"
+    plateau: tuple[float, int, float, float] = (0.8, 50, 1e-4, 0.0)
+    monitor: str = "loss"
+    clip: float | None = 10.0
+    ema_decay: float = 0.99
+    loss_weights: tuple[float, float] = (1.0, 10.0)
+    stage_two_at: float | None = None
+    stage_two_lr: float = 1e-3
+    stage_two_weights: tuple[float, float] = (1000.0, 100.0)
+    dtype: str = "float32"
+    batch_size: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in ("adamw", "adam", "amsgrad"):
+            raise ValueError(f"Recipe.optimizer: {self.optimizer!r} is not adamw, adam or amsgrad")
+        if self.schedule not in ("cosine", "plateau"):
+            raise ValueError(f"Recipe.schedule: {self.schedule!r} is not cosine or plateau")
+        if self.monitor not in ("loss", "mae"):
+            raise ValueError(f"Recipe.monitor: {self.monitor!r} is not loss or mae")
+        if self.dtype not in ("float32", "float64"):
+            raise ValueError(f"Recipe.dtype: {self.dtype!r} is not float32 or float64")
+        if self.stage_two_at is not None and not 0.0 < self.stage_two_at < 1.0:
+            raise ValueError(f"Recipe.stage_two_at: {self.stage_two_at} is not in (0, 1)")
+
+    def weights(self, stage_two: bool = False) -> dict[str, float]:
+        """``{"energy": w_E, "forces": w_F}`` of stage one (or two)."""
+        energy, forces = self.stage_two_weights if stage_two else self.loss_weights
+        return {"energy": energy, "forces": forces}
+
+    def torch_dtype(self):
+        import torch
+
+        return getattr(torch, self.dtype)
+
+
+def batch_to(batch: Any, device: Any, dtype: Any = None) -> Any:
+    """``batch`` on ``device`` with its floating tensors (positions, labels, cells) in
+    ``dtype`` (None: as they are)."""
+    batch = batch.to(device)
+    if dtype is not None:
+        batch = batch.apply(lambda t: t.to(dtype) if t.is_floating_point() else t)
+    return batch
+
+
 def budgeted_training(
     model: Any,
     frames: Any,
@@ -230,17 +315,27 @@ def budgeted_training(
     epochs: int = 0,
     weight_decay: float = 0.0,
     ema_decay: float = 0.99,
+    recipe: Recipe | None = None,
+    monitor: Callable[[], float] | None = None,
 ):
-    """The training loop the accuracy benchmarks share, so every model gets the same one: AdamW
-    (``weight_decay``, default none), linear warm-up then cosine decay over the budget, gradient
-    clipping at 10, an EMA of the weights (``ema_decay``, default 0.99), shuffled batches of
-    ``frames`` from ``seed``.
+    """The training loop the accuracy benchmarks share, so every model gets the same one.
+
+    Without ``recipe``: AdamW (``weight_decay``, default none), linear warm-up then cosine decay
+    over the budget, gradient clipping at 10, an EMA of the weights (``ema_decay``, default
+    0.99), shuffled batches of ``frames`` from ``seed``. A :class:`Recipe` replaces the
+    optimiser, schedule, clipping, EMA decay, batch size and precision (its None fields keep
+    the arguments; the caller builds the model in ``recipe.dtype``, the loop casts the batches):
+    with ``schedule="plateau"`` the loop calls ``monitor()`` (the validation number, with the
+    EMA weights loaded; not counted in the budget) at the end of every epoch of stage one.
 
     The budget is ``minutes`` of training steps (process CPU time on a CPU, so other jobs on a
     shared machine do not change it; wall time on CUDA) and/or ``epochs`` (0: no limit).
 
     Yields ``(step, seconds, epoch_done, ema)`` after every optimiser step; ``epoch_done`` is
-    True at the end of an epoch and at the last step. ``loss_fn(model, batch)`` returns the loss.
+    True at the end of an epoch and at the last step. ``loss_fn(model, batch)`` returns the loss;
+    with a stage two, the caller switches its weights when ``seconds`` reaches
+    ``recipe.stage_two_at`` of the budget (the loop switches the learning rate at the same
+    step: both read the ``seconds`` yielded last).
     """
     import math
 
@@ -249,11 +344,28 @@ def budgeted_training(
 
     from equivar.train import ExponentialMovingAverage
 
+    recipe = recipe or Recipe(weight_decay=weight_decay, ema_decay=ema_decay)
+    lr = recipe.lr if recipe.lr is not None else lr
+    warmup = recipe.warmup if recipe.warmup is not None else warmup
+    batch_size = recipe.batch_size or batch_size
+    dtype = recipe.torch_dtype()
+    if recipe.schedule == "plateau" and monitor is None:
+        raise ValueError("budgeted_training: a plateau schedule needs monitor()")
     g = torch.Generator().manual_seed(seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    ema = ExponentialMovingAverage(model, ema_decay)
+    if recipe.optimizer == "adamw":
+        opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=recipe.weight_decay)
+    else:
+        opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=recipe.weight_decay,
+                               amsgrad=recipe.optimizer == "amsgrad")  # fmt: skip
+    plateau = None
+    if recipe.schedule == "plateau":
+        factor, patience, threshold, min_lr = recipe.plateau
+        plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            opt, factor=factor, patience=patience, threshold=threshold, min_lr=min_lr)
+    ema = ExponentialMovingAverage(model, recipe.ema_decay)
     budget = minutes * 60 if minutes > 0 else math.inf
     max_epochs = epochs if epochs > 0 else math.inf
+    two_at = math.inf if recipe.stage_two_at is None else recipe.stage_two_at
     steps_per_epoch = math.ceil(len(frames) / batch_size)
     clock = time.process_time if device.type == "cpu" else time.perf_counter
     seconds, step, epoch = 0.0, 0, 0
@@ -263,15 +375,22 @@ def budgeted_training(
         for s in range(steps_per_epoch):
             t0 = clock()
             progress = min(max(seconds / budget, step / (max_epochs * steps_per_epoch)), 1.0)
-            warm = min(1.0, (step + 1) / warmup)
+            warm = min(1.0, (step + 1) / warmup) if warmup > 0 else 1.0
+            stage_two = progress >= two_at
             for group in opt.param_groups:
-                group["lr"] = lr * warm * 0.5 * (1 + math.cos(math.pi * progress))
+                if stage_two:
+                    group["lr"] = recipe.stage_two_lr
+                elif plateau is None:
+                    group["lr"] = lr * warm * 0.5 * (1 + math.cos(math.pi * progress))
+                elif step < warmup:
+                    group["lr"] = lr * warm
             idx = order[s * batch_size : (s + 1) * batch_size]
-            batch = Batch.from_data_list([frames[i] for i in idx]).to(device)
+            batch = batch_to(Batch.from_data_list([frames[i] for i in idx]), device, dtype)
             loss = loss_fn(model, batch)
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+            if recipe.clip is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.clip)
             opt.step()
             ema.update(model)
             if device.type == "cuda":
@@ -279,8 +398,12 @@ def budgeted_training(
             step += 1
             seconds += clock() - t0
             done = seconds >= budget
-            yield step, seconds, done or s == steps_per_epoch - 1, ema
+            epoch_done = done or s == steps_per_epoch - 1
+            yield step, seconds, epoch_done, ema
+            last = done or epoch + 1 >= max_epochs
+            if plateau is not None and s == steps_per_epoch - 1 and not stage_two and not last:
+                with ema.swapped(model):
+                    plateau.step(monitor())
             if done:
                 break
         epoch += 1
-

@@ -40,9 +40,14 @@ come back in the batch's dtype.
 from __future__ import annotations
 
 import contextlib
+import sys
+from pathlib import Path
 
 import torch
 from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import Recipe  # noqa: E402
 
 #: MACE's size in the benchmarks: 32 channels of l <= 1 features (``hidden_irreps`` 32x0e+32x1o),
 #: product-basis correlation 3, two interactions, spherical harmonics up to l = 3, 8 Bessel
@@ -52,6 +57,31 @@ MACE_SIZE = {"channels": 32, "max_L": 1, "correlation": 3}
 #: NequIP's size: 32 features per irrep up to l = 1 with both parities, 4 layers (NequIP's own
 #: ``NequIPGNNModel`` defaults), radial MLP one layer of 128, 8 Bessel functions
 NEQUIP_SIZE = {"features": 32, "l_max": 1, "layers": 4}
+
+#: MACE's own recipe: mace-torch 0.3.16's ``mace_run_train`` defaults with ``--ema --stage_two``
+#: (``mace/tools/arg_parser.py``): float64, Adam with AMSGrad, lr 0.01 (``md17.LEARNING_RATES``),
+#: weight decay 5e-7 (L2; mace-torch decays only some weights), ReduceLROnPlateau (factor 0.8,
+#: patience 50 epochs) on the validation loss, clipping at 10, EMA 0.99, batch 10, loss weights
+#: energy 1 / forces 100 (per-atom energy MSE + force-component MSE, as mace's
+#: ``WeightedEnergyForcesLoss``), and stage two for the last quarter of the budget (mace-torch:
+#: of the epochs): energy weight 1000, forces 100, lr 1e-3 (mace-torch anneals to it over one
+#: epoch; here at once). No warm-up.
+MACE_RECIPE = Recipe(
+    name="mace-torch 0.3.16 defaults, --ema --stage_two", optimizer="amsgrad",
+    weight_decay=5e-7, warmup=0, schedule="plateau", plateau=(0.8, 50, 1e-4, 0.0),
+    monitor="loss", clip=10.0, ema_decay=0.99, loss_weights=(1.0, 100.0), stage_two_at=0.75,
+    stage_two_lr=1e-3, stage_two_weights=(1000.0, 100.0), dtype="float64", batch_size=10,
+)  # fmt: skip
+#: NequIP's own recipe: its ``configs/tutorial.yaml`` (nequip 0.19): Adam lr 0.01, no weight
+#: decay, ReduceLROnPlateau (factor 0.6, patience 5 epochs, threshold 0.2, min lr 1e-6) on the
+#: validation energy MAE + force MAE (its ``weighted_sum``), no clipping, EMA 0.999, batch 5,
+#: per-atom energy MSE and force MSE weighted 1 and 1, ``model_dtype`` float32. No warm-up.
+NEQUIP_RECIPE = Recipe(
+    name="nequip 0.19 configs/tutorial.yaml", optimizer="adam", weight_decay=0.0, warmup=0,
+    schedule="plateau", plateau=(0.6, 5, 0.2, 1e-6), monitor="mae", clip=None,
+    ema_decay=0.999, loss_weights=(1.0, 1.0), dtype="float32", batch_size=5,
+)  # fmt: skip
+RECIPES = {"mace": MACE_RECIPE, "nequip": NEQUIP_RECIPE}
 
 _SYMBOLS = ("X H He Li Be B C N O F Ne Na Mg Al Si P S Cl Ar K Ca Sc Ti V Cr Mn Fe Co Ni Cu Zn "
             "Ga Ge As Se Br Kr").split()  # fmt: skip

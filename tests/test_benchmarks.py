@@ -1,6 +1,7 @@
 """Benchmark scripts: the N-body and MD17 scripts' model options reach the builder as asked, and
 the quick modes run end to end (slow)."""
 
+import argparse
 import importlib.util
 import json
 import math
@@ -22,6 +23,7 @@ def _module(name: str):
     spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "benchmarks" /
                                                   f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while it executes
     spec.loader.exec_module(module)
     return module
 
@@ -306,3 +308,68 @@ def test_md17_learning_rates_by_name_or_position():
         md17.learning_rates(["mac=0.1"])
     with pytest.raises(ValueError, match="not a number"):
         md17.learning_rates(["mace=fast"])
+
+
+def test_recipe_plateau_stage_two_and_precision():
+    """A peer's own recipe in the shared loop: ``monitor()`` once per epoch of stage one (with
+    the EMA weights loaded), the plateau cuts the learning rate by its factor when the monitor
+    does not improve, stage two sets its learning rate, batches arrive in the recipe's dtype."""
+    from torch_geometric.data import Data
+
+    common = _module("common")
+    frames = [Data(x=torch.ones(1, 2, dtype=torch.float32)) for _ in range(6)]
+    model = torch.nn.Linear(2, 1).double()
+    seen = {"dtypes": set(), "monitor": 0}
+
+    def loss_fn(m, batch):
+        seen["dtypes"].add(batch.x.dtype)
+        return m(batch.x).pow(2).mean()
+
+    def monitor():
+        seen["monitor"] += 1
+        return 1.0  # never improves: the plateau cuts at every epoch after the first
+
+    recipe = common.Recipe(optimizer="amsgrad", lr=0.1, warmup=0, schedule="plateau",
+                           plateau=(0.5, 0, 1e-4, 0.0), dtype="float64", batch_size=3,
+                           stage_two_at=None, clip=None)
+    loop = common.budgeted_training(model, frames, loss_fn, lr=99.0, batch_size=1, warmup=5,
+                                    seed=0, device=torch.device("cpu"), epochs=4, recipe=recipe,
+                                    monitor=monitor)
+    lrs = []
+    for step, _, _, _ in loop:
+        lrs.append(loop.gi_frame.f_locals["opt"].param_groups[0]["lr"])
+    assert step == 8 and seen["dtypes"] == {torch.float64}  # batch 3: 2 steps per epoch
+    assert seen["monitor"] == 3  # after epochs 1-3 (the last step ends the budget)
+    assert lrs == pytest.approx([0.1, 0.1, 0.1, 0.1, 0.05, 0.05, 0.025, 0.025])
+
+    two = common.Recipe(lr=0.1, warmup=0, stage_two_at=0.5, stage_two_lr=1e-3)
+    loop = common.budgeted_training(model.float(), frames, loss_fn, lr=0.1, batch_size=2,
+                                    warmup=0, seed=0, device=torch.device("cpu"), epochs=2,
+                                    recipe=two)
+    lrs = [loop.gi_frame.f_locals["opt"].param_groups[0]["lr"] for _ in loop]
+    assert lrs[-1] == pytest.approx(1e-3) and lrs[0] == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="needs monitor"):
+        next(common.budgeted_training(model, frames, loss_fn, lr=0.1, batch_size=2, warmup=0,
+                                      seed=0, device=torch.device("cpu"), epochs=1,
+                                      recipe=common.Recipe(schedule="plateau")))
+    with pytest.raises(ValueError, match="optimizer"):
+        common.Recipe(optimizer="sgd")
+    with pytest.raises(ValueError, match="stage_two_at"):
+        common.Recipe(stage_two_at=1.5)
+
+
+def test_md17_peer_recipes_and_best_of_two(tmp_path):
+    """``NAME-own`` trains the peer under ``peers.RECIPES`` (MACE: float64, AMSGrad, stage two;
+    NequIP: its tutorial), and the row reports the better of the peer's two recipes."""
+    md17, peers = _module("md17"), _module("peers")
+    args = argparse.Namespace(weight_decay=0.0, ema_decay=0.99, loss_weights=[1.0, 10.0])
+    assert md17.model_recipe("mace-own", args) == peers.MACE_RECIPE
+    assert peers.MACE_RECIPE.dtype == "float64" and peers.MACE_RECIPE.optimizer == "amsgrad"
+    assert peers.MACE_RECIPE.weights(stage_two=True) == {"energy": 1000.0, "forces": 100.0}
+    assert md17.model_recipe("mace", args).loss_weights == (1.0, 10.0)
+    path = _md17_file(tmp_path / "a.json", "uracil", {"equivar": 10.0, "mace": 40.0,
+                                                       "mace-own": 30.0})
+    out = tmp_path / "all.json"
+    md17.main(["--merge", path, "--json", str(out)])
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["mace best F"] == 30.0 and row["F mace-own/equivar"] == 3.0
