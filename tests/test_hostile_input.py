@@ -515,3 +515,23 @@ def test_the_edge_limit_can_be_set_by_argument_and_environment(monkeypatch):
     monkeypatch.setenv("EQUIVAR_MAX_EDGES", "lots")
     with pytest.raises(ValueError, match="EQUIVAR_MAX_EDGES must be a number"):
         from_ase(copper, 5.0)
+
+
+@pytest.mark.parametrize("model_dtype,batch_dtype", [(torch.float64, torch.float32),
+                                                     (torch.float32, torch.float64)])
+def test_a_batch_in_another_precision_than_the_model_runs_at_the_models(model_dtype,
+                                                                          batch_dtype):
+    """A float32 batch through a float64 model (``read`` gives float32) computed in float64,
+    not a 'mat1 and mat2 must have the same dtype' from a layer deep inside."""
+    from equivar.models import build
+    from equivar.testing import random_molecule_batch
+
+    torch.manual_seed(0)
+    model = build("potential", preset="S", species=[1, 6, 7, 8], num_channels=4, cutoff=3.5,
+                  dtype=model_dtype)
+    batch = random_molecule_batch(n_graphs=2, cutoff=3.5, dtype=batch_dtype, seed=1)
+    out = model(batch)
+    assert out["energy"].dtype == model_dtype and out["forces"].dtype == model_dtype
+    same = model(random_molecule_batch(n_graphs=2, cutoff=3.5, dtype=model_dtype, seed=1))
+    tol = 1e-5 if torch.float32 in (model_dtype, batch_dtype) else 1e-10
+    torch.testing.assert_close(out["energy"], same["energy"], rtol=tol, atol=tol)

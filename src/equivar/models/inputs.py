@@ -44,12 +44,22 @@ def _get(data, key: str, required: bool = True):
     return value
 
 
-def read_inputs(data) -> GraphInputs:
+def parameter_dtype(module: torch.nn.Module) -> torch.dtype | None:
+    """The dtype of ``module``'s first floating parameter (None if it has none)."""
+    for p in module.parameters():
+        if p.is_floating_point():
+            return p.dtype
+    return None
+
+
+def read_inputs(data, dtype: torch.dtype | None = None) -> GraphInputs:
     """Extract and check the structure fields of a Data/Batch (or a dict of tensors).
 
     Missing optional fields get defaults: one graph (``batch`` zeros), no cell (zeros, no pbc),
     neutral singlet (``total_charge`` 0, ``spin`` 1). Shapes are checked without reading values,
-    so this costs no device synchronisation.
+    so this costs no device synchronisation. With ``dtype`` (the model's), positions, cell,
+    shifts, charge and spin come back in it: a float32 batch runs through a float64 model (and
+    the other way round, at the model's precision) instead of failing deep inside a layer.
 
     Raises:
         ValueError: a required field is missing or has the wrong shape or dtype.
@@ -61,6 +71,8 @@ def read_inputs(data) -> GraphInputs:
         raise ValueError(f"{keys.POSITIONS!r} must have shape [n_nodes, 3], got {list(pos.shape)}")
     if not pos.is_floating_point():
         raise TypeError(f"{keys.POSITIONS!r} must be a float tensor, got {pos.dtype}")
+    if dtype is not None and pos.dtype != dtype:
+        pos = pos.to(dtype)
     n_nodes = pos.shape[0]
     if n_nodes == 0:
         raise ValueError("the batch is empty: it has no atoms")

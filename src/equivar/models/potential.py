@@ -13,7 +13,7 @@ from equivar.heads.derivatives import attach_strain, energy_derivatives
 from equivar.heads.pooling import pool
 from equivar.heads.scalar import AtomicShiftScale, ScalarHead
 from equivar.models.backbone import EquivariantBackbone
-from equivar.models.inputs import read_inputs
+from equivar.models.inputs import parameter_dtype, read_inputs
 from equivar.nn.geometry import edge_vectors
 from equivar.nn.linear import IrrepsLinear
 from equivar.nn.repulsion import ZBLRepulsion
@@ -88,7 +88,7 @@ class PotentialModel(nn.Module):
                 second derivatives (default: ``self.training``). Without it the outputs are
                 detached, so evaluation holds no graph in memory.
         """
-        g = read_inputs(data)
+        g = read_inputs(data, dtype=parameter_dtype(self))
         if create_graph is None:
             create_graph = self.training
         stress = self.compute_stress

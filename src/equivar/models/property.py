@@ -14,7 +14,7 @@ from equivar.heads.pooling import pool
 from equivar.heads.scalar import AtomicShiftScale, ScalarHead
 from equivar.heads.tensor import DipoleHead, SymmetricTensorHead, VectorHead
 from equivar.models.backbone import EquivariantBackbone
-from equivar.models.inputs import read_inputs
+from equivar.models.inputs import parameter_dtype, read_inputs
 from equivar.nn.geometry import edge_vectors
 
 #: target kinds: what each predicts and how symmetry acts on it
@@ -102,7 +102,7 @@ class PropertyModel(nn.Module):
 
     def forward(self, data) -> dict[str, torch.Tensor]:
         """Predict every target for every structure (or atom) in ``data``."""
-        g = read_inputs(data)
+        g = read_inputs(data, dtype=parameter_dtype(self))
         n_graphs = g.n_graphs
         edge_vec = edge_vectors(g.pos, g.edge_index, g.shifts, g.cell, g.batch)
         h, species_index, _ = self.backbone(
