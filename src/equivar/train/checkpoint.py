@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import os
 import pickle
-import tempfile
 import zipfile
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import torch
 from torch import nn
+
+from equivar.atomic import atomic_save, atomic_write  # noqa: F401 (re-exported)
 
 
 def versions() -> dict[str, str]:
@@ -48,29 +48,6 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, **extra: Any) -> 
                          "equivar.models.build so that a checkpoint can rebuild it")
     payload = {"state_dict": model.state_dict(), "config": config, "versions": versions(), **extra}
     atomic_save(payload, path)
-
-
-def atomic_save(payload: dict[str, Any], path: str | os.PathLike) -> None:
-    """``torch.save`` to a temporary file beside ``path``, fsync, then rename over ``path``."""
-    atomic_write(path, lambda fh: torch.save(payload, fh))
-
-
-def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], Any]) -> None:
-    """Call ``write(file)`` on a temporary file beside ``path``, fsync, then rename it over
-    ``path``: a reader never sees a partial file, whatever kills the writer."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
