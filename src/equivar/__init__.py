@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__version__ = "0.1.0"
+from equivar._version import __version__
 
 _SUBMODULES = (
     "data", "nn", "heads", "models", "testing", "keys", "train", "simulate", "symmetry", "qmc",

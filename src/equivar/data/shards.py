@@ -263,7 +263,7 @@ class ShardWriter:
             raise ValueError("structures is empty: nothing to write")
         if self._buffer:
             self._flush()
-        from equivar import __version__
+        from equivar._version import __version__
 
         h5py = _h5py()
         manifest = {

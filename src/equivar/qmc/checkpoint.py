@@ -10,14 +10,15 @@ pickled: no modules, no classes.
 from __future__ import annotations
 
 import os
-import platform
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from equivar.train.checkpoint import atomic_save, read_checkpoint
+from equivar._version import versions
+from equivar.atomic import atomic_save
+from equivar.train.checkpoint import read_checkpoint
 
 __all__ = ["load_checkpoint", "load_wavefunction", "save_checkpoint"]
 
@@ -38,10 +39,7 @@ _KEYS = ("state_dict", "config", "versions", "run")
 
 
 def _versions() -> dict[str, str]:
-    from equivar import __version__
-
-    return {"equivar": str(__version__), "torch": str(torch.__version__),
-            "python": platform.python_version()}
+    return versions()
 
 
 def save_checkpoint(path: str | os.PathLike, wavefunction: nn.Module, config: dict[str, Any],

@@ -12,21 +12,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from equivar._version import versions  # noqa: F401 (re-exported)
 from equivar.atomic import atomic_save, atomic_write  # noqa: F401 (re-exported)
-
-
-def versions() -> dict[str, str]:
-    """Versions of the packages a checkpoint depends on."""
-    import e3nn
-
-    from equivar import __version__
-
-    # str(): torch.__version__ is a TorchVersion, which weights_only loading refuses
-    return {
-        "equivar": str(__version__),
-        "torch": str(torch.__version__),
-        "e3nn": str(e3nn.__version__),
-    }
 
 
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, **extra: Any) -> None:
