@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import logging
 import os
 import sys
 import textwrap
@@ -187,6 +189,41 @@ def _interrupted(args: argparse.Namespace) -> int:
     return INTERRUPTED
 
 
+class _Console(logging.Handler):
+    """The library's log records (the ``equivar`` logger) as plain lines: INFO on stdout,
+    warnings and errors on stderr, written above an open progress bar instead of through it.
+    The stream is looked up at each record, so a redirected ``sys.stdout`` is honoured."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = self.format(record)
+            stream = sys.stderr if record.levelno >= logging.WARNING else sys.stdout
+            if "tqdm" in sys.modules:
+                from tqdm import tqdm
+
+                if getattr(tqdm, "_instances", None):
+                    tqdm.write(text, file=stream)
+                    return
+            print(text, file=stream)
+        except Exception:  # noqa: BLE001 (logging's contract: a handler never raises)
+            self.handleError(record)
+
+
+@contextlib.contextmanager
+def _console_logging():
+    """Show the library's INFO records on the console while a command runs (the library itself
+    only logs; printing is the CLI's job)."""
+    logger = logging.getLogger("equivar")
+    handler, level = _Console(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     # Before torch loads (parsing imports it): OpenMP threads that find no work sleep instead
     # of spinning. On a machine shared with other jobs a spinning thread holds a core that a
@@ -204,7 +241,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     tune_glibc_malloc()  # the command owns its process: keep freed memory (7 % faster on CPU)
     try:
-        return args.func(args)
+        with _console_logging():
+            return args.func(args)
     except (ValueError, TypeError, FileNotFoundError) as err:
         print(f"equivar {args.command}: error: {err}", file=sys.stderr)
         return 2

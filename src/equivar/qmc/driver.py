@@ -27,8 +27,9 @@ from equivar.qmc.optim import OPTIMIZERS, AdamVMC, StochasticReconfiguration
 from equivar.qmc.sampler import MetropolisSampler
 from equivar.qmc.statistics import EnergyEstimate, estimate, format_value
 from equivar.qmc.systems import Molecule, get_system
+from equivar.typedconfig import dataclass_from_dict
 
-__all__ = ["VMCConfig", "VMCResult", "vmc"]
+__all__ = ["VMCConfig", "VMCResult", "VMCRun", "vmc"]
 
 _DEFAULT_LR = {"adam": 1e-3, "sr": 0.05}
 
@@ -127,16 +128,8 @@ class VMCConfig:
     @classmethod
     def from_dict(cls, options: dict[str, Any]) -> VMCConfig:
         """From plain data (e.g. ``yaml.safe_load``); unknown keys raise ``ValueError`` naming
-        the closest valid key."""
-        from equivar.models.build import check_options
-
-        allowed = [f.name for f in dataclasses.fields(cls)]
-        try:
-            check_options(options, allowed, "vmc")  # unknown keys, with suggestions
-        except ValueError as err:
-            message = str(err).replace(" for build('vmc')", " in the VMC settings")
-            raise ValueError(message) from None
-        return cls(**options)
+        the closest valid key (the loader of every typed config, :mod:`equivar.typedconfig`)."""
+        return dataclass_from_dict(cls, options)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -259,107 +252,149 @@ def vmc(
         cfg = VMCConfig.from_dict({**config.to_dict(), **options})
     else:
         cfg = VMCConfig.from_dict({**(config or {}), **options})
-    dtype = {"float32": torch.float32, "float64": torch.float64}[cfg.dtype]
-    device = torch.device(cfg.device)
-    wavefunction = _build_model(system, model, dtype, cfg.seed).to(device, dtype)
-    model_config = getattr(wavefunction, "config", None)
-    run_config = {"model": model_config, "vmc": cfg.to_dict(), "system": system.to_dict()}
-    sampler = MetropolisSampler(system, cfg.walkers, steps=cfg.steps, step_size=cfg.step_size,
-                                target_acceptance=cfg.target_acceptance, device=device,
-                                dtype=dtype, seed=cfg.seed)
-    optimizer = _make_optimizer(cfg, wavefunction)
-    history: dict[str, list[float]] = {k: [] for k in _HISTORY}
-    start, elapsed_before, hf_energy = 0, 0.0, None
+    run = VMCRun(system, model, cfg, checkpoint)
+    run.start(resume)
+    run.train(progress)
+    return run.finish(plot)
 
-    def save(iteration: int) -> None:
-        if checkpoint is not None:
-            run = {"iteration": iteration, "sampler": sampler.state_dict(),
-                   "optimizer": optimizer.state_dict(), "history": history,
-                   "hartree_fock": hf_energy}
-            save_checkpoint(checkpoint, wavefunction, run_config, run)
 
-    if resume and checkpoint is not None and Path(checkpoint).is_file():
-        record = load_checkpoint(checkpoint, map_location=device)
-        _check_resume(record["config"], cfg, system, model_config)
-        wavefunction.load_state_dict(record["state_dict"])
-        sampler.load_state_dict(record["run"]["sampler"])
-        optimizer.load_state_dict(record["run"]["optimizer"])
-        history = {k: list(v) for k, v in record["run"]["history"].items()}
-        start, hf_energy = int(record["run"]["iteration"]), record["run"]["hartree_fock"]
-        elapsed_before = history["time"][-1] if history["time"] else 0.0
-    else:
-        check_walkers(sampler.walkers, system)
+class VMCRun:
+    """One :func:`vmc` run as named steps: ``start`` (fresh or resumed), ``train`` (the
+    optimisation iterations), ``finish`` (the frozen-parameter energy estimate, the result).
+
+    Attributes:
+        history: per training iteration, the lists of :class:`VMCResult.history`.
+        iteration: training iterations done (resumed ones included).
+    """
+
+    def __init__(self, system: Molecule, model, cfg: VMCConfig,
+                 checkpoint: str | os.PathLike | None) -> None:  # fmt: skip
+        self.system, self.cfg, self.checkpoint = system, cfg, checkpoint
+        dtype = {"float32": torch.float32, "float64": torch.float64}[cfg.dtype]
+        device = torch.device(cfg.device)
+        self.device = device
+        self.wavefunction = _build_model(system, model, dtype, cfg.seed).to(device, dtype)
+        self.model_config = getattr(self.wavefunction, "config", None)
+        self.run_config = {"model": self.model_config, "vmc": cfg.to_dict(),
+                           "system": system.to_dict()}  # fmt: skip
+        self.sampler = MetropolisSampler(system, cfg.walkers, steps=cfg.steps,
+                                         step_size=cfg.step_size,
+                                         target_acceptance=cfg.target_acceptance, device=device,
+                                         dtype=dtype, seed=cfg.seed)  # fmt: skip
+        self.optimizer = _make_optimizer(cfg, self.wavefunction)
+        self.history: dict[str, list[float]] = {k: [] for k in _HISTORY}
+        self.iteration, self.elapsed_before, self.hf_energy = 0, 0.0, None
+        self.train_time = 0.0
+
+    def save(self) -> None:
+        """Write the checkpoint (if the run has one): weights, walkers, optimiser, history."""
+        if self.checkpoint is not None:
+            run = {"iteration": self.iteration, "sampler": self.sampler.state_dict(),
+                   "optimizer": self.optimizer.state_dict(), "history": self.history,
+                   "hartree_fock": self.hf_energy}  # fmt: skip
+            save_checkpoint(self.checkpoint, self.wavefunction, self.run_config, run)
+
+    def start(self, resume: bool) -> None:
+        """Continue from the checkpoint (``resume`` and it exists), or check the walkers,
+        pre-train (``cfg.pretrain``), burn in and write iteration 0's checkpoint."""
+        cfg, system = self.cfg, self.system
+        if resume and self.checkpoint is not None and Path(self.checkpoint).is_file():
+            record = load_checkpoint(self.checkpoint, map_location=self.device)
+            _check_resume(record["config"], cfg, system, self.model_config)
+            self.wavefunction.load_state_dict(record["state_dict"])
+            self.sampler.load_state_dict(record["run"]["sampler"])
+            self.optimizer.load_state_dict(record["run"]["optimizer"])
+            self.history = {k: list(v) for k, v in record["run"]["history"].items()}
+            self.iteration = int(record["run"]["iteration"])
+            self.hf_energy = record["run"]["hartree_fock"]
+            self.elapsed_before = self.history["time"][-1] if self.history["time"] else 0.0
+            return
+        check_walkers(self.sampler.walkers, system)
         if cfg.pretrain:
             from equivar.qmc.pretrain import HartreeFock, pretrain_orbitals
 
             hf = HartreeFock(system, cfg.pretrain_basis)
-            hf_energy = hf.energy
-            pretrain_orbitals(wavefunction, system, sampler, cfg.pretrain,
-                              basis=cfg.pretrain_basis, hartree_fock=hf)
-        sampler.burn_in(wavefunction, cfg.burn_in)
-        save(0)
+            self.hf_energy = hf.energy
+            pretrain_orbitals(self.wavefunction, system, self.sampler, cfg.pretrain,
+                              basis=cfg.pretrain_basis, hartree_fock=hf)  # fmt: skip
+        self.sampler.burn_in(self.wavefunction, cfg.burn_in)
+        self.save()
 
-    from tqdm.auto import tqdm
+    def _local_energy(self) -> torch.Tensor:
+        return local_energy(self.wavefunction, self.sampler.walkers, self.system,
+                            method=self.cfg.laplacian, chunk_size=self.cfg.chunk_size,
+                            validate=False)  # fmt: skip
 
-    bar = tqdm(total=cfg.iterations, initial=min(start, cfg.iterations), disable=not progress,
-               desc=f"vmc {system.name}", unit="it", dynamic_ncols=True)
-    pending: list[torch.Tensor] = []
-    t0 = time.perf_counter()
+    def train(self, progress: bool = False) -> None:
+        """The optimisation iterations left: sweep, local energy, optimiser step; the history
+        is read back from the device every ``log_every`` iterations (one sync), checkpoints
+        every ``checkpoint_every``."""
+        from tqdm.auto import tqdm
 
-    def flush(iteration: int) -> None:
-        if not pending:
+        cfg = self.cfg
+        self.bar = tqdm(total=cfg.iterations, initial=min(self.iteration, cfg.iterations),
+                        disable=not progress, desc=f"vmc {self.system.name}", unit="it",
+                        dynamic_ncols=True)  # fmt: skip
+        self._pending: list[torch.Tensor] = []
+        self._t0 = time.perf_counter()
+        for it in range(self.iteration, cfg.iterations):
+            acceptance = self.sampler.sweep(self.wavefunction)
+            e = self._local_energy()
+            self.optimizer.step(self.sampler.walkers, e)
+            self._pending.append(torch.stack([e.mean(), e.var(), acceptance,
+                                              self.sampler.step_size.to(e.dtype)]))
+            self.iteration = done = it + 1
+            if done % cfg.log_every == 0 or done == cfg.iterations:
+                self._flush()
+            if done % cfg.checkpoint_every == 0 or done == cfg.iterations:
+                self._flush()
+                self.save()
+        self.bar.close()
+        self.train_time = self.elapsed_before + time.perf_counter() - self._t0
+
+    def _flush(self) -> None:
+        """Move the pending per-iteration numbers into the history (the one host sync)."""
+        if not self._pending:
             return
-        rows = torch.stack(pending).cpu().tolist()  # the one host sync per log interval
-        pending.clear()
-        now = elapsed_before + time.perf_counter() - t0
+        rows = torch.stack(self._pending).cpu().tolist()
+        self._pending.clear()
+        history = self.history
+        now = self.elapsed_before + time.perf_counter() - self._t0
         for row in rows:
             for key, value in zip(_HISTORY[:4], row, strict=True):
                 history[key].append(float(value))
             history["time"].append(now)
         if not all(math.isfinite(v) for v in history["energy"][-len(rows):]):
-            raise FloatingPointError(f"{system.name}: the local energy became NaN/inf by "
-                                     f"iteration {iteration}; lower lr or raise damping")
-        bar.set_postfix(E=f"{history['energy'][-1]:.5f}", var=f"{history['variance'][-1]:.3g}",
-                        acc=f"{history['acceptance'][-1]:.2f}")
-        bar.update(iteration - bar.n)
+            raise FloatingPointError(f"{self.system.name}: the local energy became NaN/inf by "
+                                     f"iteration {self.iteration}; lower lr or raise damping")
+        self.bar.set_postfix(E=f"{history['energy'][-1]:.5f}",
+                             var=f"{history['variance'][-1]:.3g}",
+                             acc=f"{history['acceptance'][-1]:.2f}")  # fmt: skip
+        self.bar.update(self.iteration - self.bar.n)
 
-    for it in range(start, cfg.iterations):
-        acceptance = sampler.sweep(wavefunction)
-        e = local_energy(wavefunction, sampler.walkers, system, method=cfg.laplacian,
-                         chunk_size=cfg.chunk_size, validate=False)
-        optimizer.step(sampler.walkers, e)
-        pending.append(torch.stack([e.mean(), e.var(), acceptance,
-                                    sampler.step_size.to(e.dtype)]))
-        done = it + 1
-        if done % cfg.log_every == 0 or done == cfg.iterations:
-            flush(done)
-        if done % cfg.checkpoint_every == 0 or done == cfg.iterations:
-            flush(done)
-            save(done)
-    bar.close()
-    train_time = elapsed_before + time.perf_counter() - t0
+    def finish(self, plot: str | os.PathLike | None = None) -> VMCResult:
+        """``eval_iterations`` sweeps with frozen parameters -> the energy with its blocking
+        error bar; the plot if asked for."""
+        cfg, t1 = self.cfg, time.perf_counter()
+        means, variances = [], []
+        for _ in range(cfg.eval_iterations):
+            self.sampler.sweep(self.wavefunction)
+            e = self._local_energy()
+            means.append(e.mean())
+            variances.append(e.var())
+        eval_energies = torch.stack(means).cpu().tolist() if means else []
+        eval_time = time.perf_counter() - t1
+        if eval_energies:
+            est = estimate(eval_energies)
+            energy, error = est.mean, est.error
+            variance = float(torch.stack(variances).mean())
+        else:
+            est, energy, error, variance = None, math.nan, math.nan, math.nan
+        result = VMCResult(energy, error, est, variance, self.history, eval_energies,
+                           self.wavefunction, self.system, cfg, self.train_time, eval_time,
+                           self.hf_energy)  # fmt: skip
+        if plot is not None and self.history["energy"]:
+            from equivar.qmc.plot import plot_energy
 
-    # --- evaluation with frozen parameters ------------------------------------------------------
-    t1 = time.perf_counter()
-    means, variances = [], []
-    for _ in range(cfg.eval_iterations):
-        sampler.sweep(wavefunction)
-        e = local_energy(wavefunction, sampler.walkers, system, method=cfg.laplacian,
-                         chunk_size=cfg.chunk_size, validate=False)
-        means.append(e.mean())
-        variances.append(e.var())
-    eval_energies = torch.stack(means).cpu().tolist() if means else []
-    eval_time = time.perf_counter() - t1
-    if eval_energies:
-        est = estimate(eval_energies)
-        energy, error = est.mean, est.error
-        variance = float(torch.stack(variances).mean())
-    else:
-        est, energy, error, variance = None, math.nan, math.nan, math.nan
-    result = VMCResult(energy, error, est, variance, history, eval_energies, wavefunction,
-                       system, cfg, train_time, eval_time, hf_energy)
-    if plot is not None and history["energy"]:
-        from equivar.qmc.plot import plot_energy
-
-        plot_energy(history, plot, title=f"VMC {result}")
-    return result
+            plot_energy(self.history, plot, title=f"VMC {result}")
+        return result

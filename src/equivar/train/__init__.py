@@ -10,6 +10,8 @@ from equivar._lazy import lazy_attributes
 
 _WHERE = {
     "fit": "loop",
+    "Trainer": "trainer",
+    "train_one": "trainer",
     "evaluate": "evaluation",
     "load_config": "config",
     "config_from_dict": "config",

@@ -6,14 +6,12 @@ Unknown keys are errors that name the key and the closest valid one, at every le
 from __future__ import annotations
 
 import dataclasses
-import math
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from equivar._suggest import did_you_mean
 from equivar.configfile import load_yaml_file, parse_yaml
+from equivar.typedconfig import coerce, dataclass_from_dict
 
 if TYPE_CHECKING:
     from equivar.data import LabelKeys
@@ -192,64 +190,6 @@ PRECISIONS = ("float64", "float32", "tf32", "bf16")
 SCHEDULES = ("plateau", "cosine", "constant")
 
 
-def _from_dict(cls, values: dict[str, Any], where: str):
-    if not isinstance(values, dict):
-        raise ValueError(f"config section {where or 'top level'!r} must be a mapping, got "
-                         f"{type(values).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    kwargs = {}
-    for key, value in values.items():
-        if key not in fields:
-            hint = did_you_mean(str(key), fields)
-            hint = f"; {hint}" if hint else ""
-            raise ValueError(
-                f"unknown config key {where + str(key)!r}{hint} (valid: {sorted(fields)})"
-            )
-        hint = typing.get_type_hints(cls)[key]
-        if dataclasses.is_dataclass(hint):
-            kwargs[key] = _from_dict(hint, value or {}, f"{where}{key}.")
-        else:
-            kwargs[key] = _coerce(value, hint, f"{where}{key}")
-    return cls(**kwargs)
-
-
-def _coerce(value: Any, hint: Any, name: str) -> Any:
-    """Check a value against its field's type; numbers written as strings ('1e-3', which YAML
-    1.1 reads as text) become numbers."""
-    try:
-        if hint is float and not isinstance(value, bool):
-            number = float(value)
-            if not math.isfinite(number):  # .nan / .inf in YAML: never a meaningful setting
-                raise ValueError(f"config key {name!r} must be a finite number, got {value!r}")
-            return number
-        if hint is int and not isinstance(value, bool):
-            if float(value) != int(float(value)):
-                raise ValueError(f"config key {name!r} must be a whole number, got {value!r}")
-            return int(float(value))
-    except OverflowError:  # int(inf)
-        raise ValueError(f"config key {name!r} must be a finite whole number, got "
-                         f"{value!r}") from None
-    except ValueError as err:
-        if str(err).startswith("config key"):
-            raise
-        raise ValueError(f"config key {name!r} must be a number, got {value!r}") from None
-    except TypeError:
-        raise ValueError(f"config key {name!r} must be a number, got {value!r}") from None
-    if hint is bool and not isinstance(value, bool):
-        raise ValueError(f"config key {name!r} must be true or false, got {value!r}")
-    if hint is str and not isinstance(value, str):
-        raise ValueError(f"config key {name!r} must be a string, got {value!r}")
-    if typing.get_origin(hint) is dict and not isinstance(value, dict):
-        raise ValueError(f"config key {name!r} must be a mapping, got {value!r}")
-    if typing.get_origin(hint) is list:
-        if isinstance(value, str):  # one pattern written without brackets
-            value = [value]
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise ValueError(f"config key {name!r} must be a list of strings, got {value!r}")
-        return list(value)
-    return value
-
-
 def _check(config: TrainConfig, *, require_train: bool = True) -> TrainConfig:
     if config.precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {config.precision!r}")
@@ -290,7 +230,7 @@ def _check_ranges(config: TrainConfig) -> None:
                for k in ("energy", "forces", "stress", "dipole", "polarizability")}
     for target, weight in loss.targets.items():
         try:
-            weights[f"loss.targets.{target}"] = _coerce(weight, float, f"loss.targets.{target}")
+            weights[f"loss.targets.{target}"] = coerce(weight, float, f"loss.targets.{target}")
         except ValueError as err:
             raise ValueError(str(err)) from None
     for name, weight in weights.items():
@@ -330,7 +270,7 @@ def config_from_dict(values: dict[str, Any], *, require_train: bool = True) -> T
         require_train: refuse an empty ``data.train`` (default True; ``fit`` passes False when
             its ``train`` argument brings the structures).
     """
-    return _check(_from_dict(TrainConfig, dict(values), ""), require_train=require_train)
+    return _check(dataclass_from_dict(TrainConfig, dict(values), ""), require_train=require_train)
 
 
 def _set_dotted(values: dict[str, Any], dotted: str) -> None:
