@@ -29,6 +29,7 @@ EDGE_INDEX = "edge_index"  # [2, n_edges] int64 | (sender j, receiver i)
 EDGE_SHIFTS = "shifts"  # [n_edges, 3] float | integer lattice translations of the sender
 BATCH = "batch"  # [n_nodes] int64 | graph of each node (added by Batch)
 NUM_NODES = "num_nodes"  # int | nodes in a Data (PyG's own key)
+PTR = "ptr"  # [n_graphs + 1] int64 | first node of each graph, then n_nodes (added by Batch)
 TOTAL_CHARGE = "total_charge"  # [n_graphs] float | net charge of the structure (e)
 SPIN = "spin"  # [n_graphs] float | spin multiplicity 2S+1 (1 = closed shell)
 VELOCITIES = "vel"  # [n_nodes, 3] float | particle velocities (N-body: length / time)
@@ -46,6 +47,10 @@ VIRIAL = "virial"  # [n_graphs, 3, 3] | -dE/d(strain) (eV)
 DIPOLE = "dipole"  # [n_graphs, 3] | dipole moment (e*Angstrom)
 POLARIZABILITY = "polarizability"  # [n_graphs, 3, 3] | polarizability tensor (Angstrom^3)
 CHARGES = "charges"  # [n_nodes] | partial charges (e)
+
+# --- N-body targets (equivar.data.datasets.nbody: a state ``horizon`` frames later) ----------
+TARGET_POSITIONS = "target_pos"  # [n_nodes, 3] float | positions to predict (length)
+TARGET_VELOCITIES = "target_vel"  # [n_nodes, 3] float | velocities to predict (length / time)
 
 
 @dataclass(frozen=True)

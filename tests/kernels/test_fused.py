@@ -7,8 +7,8 @@ import torch
 
 from equivar.kernels.layout import cached_edge_layout, edge_layout
 from equivar.kernels.reference import conv_reference
+from equivar.kernels.scatter import scatter_sum
 from equivar.kernels.spec import ConvSpec
-from equivar.nn.scatter import scatter_sum
 from tests.kernels.conftest import assert_close as _close
 from tests.kernels.conftest import assert_matches_reference, make_tp
 

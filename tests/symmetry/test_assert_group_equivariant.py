@@ -65,8 +65,8 @@ def test_bad_input():
         assert_group_equivariant(lambda p: p.tolist(), octahedral(), torch.randn(2, 3))
 
 
-MODULES = ["groups", "point_groups", "permutation_groups", "actions", "regular", "images", "lift",
-           "layerwise", "frames"]
+MODULES = ["groups", "point_groups", "permutation_groups", "wigner", "base_action", "actions",
+           "regular", "images", "orbits", "lift", "layerwise", "frames"]
 
 
 @pytest.mark.parametrize("name", MODULES)
@@ -77,5 +77,6 @@ def test_docstring_examples_run(name):
 
 
 def test_assertion_docstring_example_runs():
-    module = importlib.import_module("equivar.testing.groups")
-    assert doctest.testmod(module).failed == 0
+    for name in ("groups", "equivariance", "measurement"):
+        module = importlib.import_module(f"equivar.testing.{name}")
+        assert doctest.testmod(module).failed == 0, name

@@ -19,9 +19,11 @@ from equivar.keys import (
     FieldSpec,
 )
 from equivar.testing import (
+    Deviation,
     SymmetryAssertionError,
     assert_conservative,
     assert_equivariant,
+    equivariance_error,
     permute_nodes,
     random_edge_permutation_within_graphs,
     random_permutation_within_graphs,
@@ -217,6 +219,58 @@ def test_assert_equivariant_leaves_the_batch_alone():
     assert_equivariant(MorsePotential(), batch, n_rotations=1)
     assert all(torch.equal(before[k], batch[k]) for k in before)
     assert not batch[POSITIONS].requires_grad
+
+
+# --- equivariance_error: the measurement the assertion is built on --------------------------------
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_equivariance_error_is_small_for_an_equivariant_model(dtype):
+    rtol, atol = (1e-10, 1e-12) if dtype == torch.float64 else (1e-5, 1e-6)
+    deviations = equivariance_error(MorsePotential(extras=True), mixed_batch(dtype),
+                                    floor=atol / rtol)
+    assert {ENERGY, FORCES, STRESS, DIPOLE, TORQUE, AUX} <= set(deviations)
+    for key, per in deviations.items():
+        assert set(per) == ALL_TRANSFORMS
+        for name, d in per.items():
+            assert isinstance(d, Deviation)
+            assert 0.0 <= d.error <= rtol, (key, name, d)
+            assert d.max_diff <= max(rtol * d.scale, atol), (key, name, d)
+
+
+def test_equivariance_error_measures_a_broken_model_without_raising():
+    batch = molecule_batch()
+    deviations = equivariance_error(AbsolutePositionModel(), batch)  # must not raise
+    for key in (ENERGY, FORCES):
+        for name in ("rotation", "improper_rotation", "translation"):
+            assert deviations[key][name].error > 1e-3, (key, name)  # ~1e-1: far from 1e-10
+        for name in ("permutation", "edge_shuffle"):
+            assert deviations[key][name].error <= 1e-10, (key, name)
+    dipole = equivariance_error(FixedAxisDipoleModel(), batch, keys=[DIPOLE])[DIPOLE]
+    assert dipole["rotation"].error > 1e-2 and dipole["translation"].error <= 1e-10
+
+
+def test_assert_equivariant_judges_exactly_what_equivariance_error_measures():
+    batch = molecule_batch()
+    with pytest.raises(SymmetryAssertionError) as excinfo:
+        assert_equivariant(AbsolutePositionModel(), batch, n_rotations=2, seed=3)
+    measured = equivariance_error(AbsolutePositionModel(), batch, n_rotations=2, seed=3,
+                                  floor=1e-12 / 1e-10)  # the float64 default atol / rtol
+    assert excinfo.value.errors.keys() == measured.keys()
+    for key, per in measured.items():
+        assert excinfo.value.errors[key].keys() == per.keys()
+        for name, d in per.items():
+            assert excinfo.value.errors[key][name] == pytest.approx(d.error, rel=1e-12, abs=0)
+
+
+def test_training_logs_the_measurement():
+    from equivar.train.evaluation import equivariance_error as logged
+
+    good = logged(MorsePotential(extras=True), molecule_batch())
+    bad = logged(AbsolutePositionModel(), molecule_batch())  # must not raise
+    assert 0.0 <= good <= 1e-10 and bad > 1e-3
+    per = equivariance_error(AbsolutePositionModel(), molecule_batch(), n_rotations=1,
+                             translation=False, permutation=False, edge_shuffle=False)
+    assert set(next(iter(per.values()))) == {"rotation", "improper_rotation"}
+    assert bad == pytest.approx(max(d.error for v in per.values() for d in v.values()), rel=1e-12)
 
 
 def _has_from_ase() -> bool:

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 __all__ = ["AtomsDataset", "loader"]
 
 #: Derived fields dropped (and recomputed) when a dataset is built from existing graphs.
-_DERIVED = {K.EDGE_INDEX, K.EDGE_SHIFTS, K.EDGE_VECTORS, K.EDGE_LENGTHS, K.BATCH, "ptr"}
+_DERIVED = {K.EDGE_INDEX, K.EDGE_SHIFTS, K.EDGE_VECTORS, K.EDGE_LENGTHS, K.BATCH, K.PTR}
 
 
 def _rebuild(data: Data, cutoff: float, dtype: torch.dtype | None) -> Data:

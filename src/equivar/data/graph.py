@@ -47,7 +47,7 @@ _ASE_INTERNAL_ARRAYS = {
 #: ``atoms.info`` entries read as inputs (total charge, spin multiplicity), not targets.
 _INPUT_INFO = {"charge", "spin"}
 #: Fields never copied as targets: structure, PyG bookkeeping.
-_RESERVED = set(K.STRUCTURE_KEYS) | {K.NUM_NODES, "ptr", K.EDGE_VECTORS, K.EDGE_LENGTHS}
+_RESERVED = set(K.STRUCTURE_KEYS) | {K.NUM_NODES, K.PTR, K.EDGE_VECTORS, K.EDGE_LENGTHS}
 
 
 def _voigt_to_full(v: np.ndarray) -> np.ndarray:
@@ -57,11 +57,21 @@ def _voigt_to_full(v: np.ndarray) -> np.ndarray:
     return np.stack([np.stack(r, axis=-1) for r in rows], axis=-2)
 
 
-def _full_to_voigt(m: np.ndarray) -> np.ndarray:
-    """Symmetric 3x3 -> ASE Voigt order; ``[..., 3, 3] -> [..., 6]``."""
+def full_to_voigt(m: np.ndarray) -> np.ndarray:
+    """Symmetric 3x3 -> ASE Voigt order ``(xx, yy, zz, yz, xz, xy)``; ``[..., 3, 3] -> [..., 6]``.
+
+    Example:
+        >>> full_to_voigt(np.diag([1.0, 2.0, 3.0])).tolist()
+        [1.0, 2.0, 3.0, 0.0, 0.0, 0.0]
+    """
     return np.stack(
         [m[..., 0, 0], m[..., 1, 1], m[..., 2, 2], m[..., 1, 2], m[..., 0, 2], m[..., 0, 1]], -1
     )
+
+
+# The former private name, which equivar.simulate.calculator still imports; new code uses
+# full_to_voigt.
+_full_to_voigt = full_to_voigt
 
 
 def _usable_key(key: str) -> bool:
@@ -345,7 +355,7 @@ def make_atoms(
         v = np.asarray(value)
         name = _TO_ASE_NAME.get(key, key)
         if key == K.STRESS and v.shape == (3, 3) and np.allclose(v, v.T, rtol=0, atol=0):
-            results[name] = _full_to_voigt(v)  # [6]
+            results[name] = full_to_voigt(v)  # [6]
         elif name in all_properties and key != K.STRESS and v.dtype.kind == "f":
             results[name] = v.item() if v.ndim == 0 else v
         else:
@@ -354,7 +364,7 @@ def make_atoms(
         v = np.asarray(value)
         name = _TO_ASE_NAME.get(key, key)
         if name == "stresses" and v.shape[1:] == (3, 3):
-            results[name] = _full_to_voigt(v)  # [n_nodes, 6]
+            results[name] = full_to_voigt(v)  # [n_nodes, 6]
         elif name in all_properties and v.dtype.kind == "f":
             results[name] = v
         else:
@@ -391,7 +401,7 @@ def to_ase(data: Data) -> ase.Atoms:
     cell, pbc = numpy(K.CELL), numpy(K.PBC)
     charge, spin = numpy(K.TOTAL_CHARGE), numpy(K.SPIN)
     graph_targets, node_targets = {}, {}
-    skip = _RESERVED | {"batch", "ptr"}
+    skip = _RESERVED | {K.BATCH, K.PTR}
     for key in data.keys():
         value = data[key]
         if key in skip or not isinstance(value, torch.Tensor):

@@ -24,7 +24,6 @@ Labels kept under keys of their own (MACE's ``energy_key="REF_energy"`` ...) are
 from __future__ import annotations
 
 import os
-import tempfile
 import zipfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -34,20 +33,21 @@ import numpy as np
 import torch
 
 from equivar import keys as K
+from equivar.atomic import atomic_write
 from equivar.data.dataset import AtomsDataset
-from equivar.data.graph import atoms_fields, is_node_level, make_atoms
+from equivar.data.frames import NOT_TARGETS, frame_fields
+from equivar.data.graph import make_atoms
 from equivar.data.labels import LabelKeys, check_atoms_labels
+from equivar.data.shard_format import is_shard_path
+from equivar.data.shard_reader import ShardedDataset
 
 if TYPE_CHECKING:
     import ase
     from torch_geometric.data import Data
 
-    from equivar.data.shards import ShardedDataset
-
 __all__ = ["iread", "read", "write_npz"]
 
 _NPZ_STRUCTURE = {"z", "pos", "n_atoms", "cell", "pbc", "total_charge", "spin", "per_atom_keys"}
-_SKIP_FROM_DATA = set(K.STRUCTURE_KEYS) | {K.NUM_NODES, "ptr", K.EDGE_VECTORS, K.EDGE_LENGTHS}
 
 
 def read(
@@ -99,8 +99,6 @@ def read(
         >>> mace = read("train.xyz", cutoff=5.0, energy_key="REF_energy",
         ...             forces_key="REF_forces")  # doctest: +SKIP
     """
-    from equivar.data.shards import ShardedDataset, is_shard_path
-
     labels = LabelKeys(energy_key=energy_key, forces_key=forces_key, stress_key=stress_key,
                        virial_key=virial_key)
     p = Path(path)
@@ -261,11 +259,6 @@ def _iter_npz(path: Path, index: int | slice | str) -> Iterator[ase.Atoms]:
     )
 
 
-def _read_npz(path: Path, index: int | slice | str) -> list[ase.Atoms]:
-    """All chosen frames of an equivar or MD17/sGDML ``.npz`` file, as a list."""
-    return list(_iter_npz(path, index))
-
-
 def _require(arrays: dict, names: Iterable[str], path: Path, layout: str) -> None:
     missing = [n for n in names if n not in arrays]
     if missing:
@@ -355,26 +348,6 @@ def _read_md17_npz(arrays: dict, path: Path, index: int | slice | str) -> Iterat
     return map(frame, _frame_selection(n_frames, index))  # checked above, built on demand
 
 
-def _frame_fields(item: ase.Atoms | Data) -> tuple[dict[str, np.ndarray], set[str]]:
-    """Numpy fields (targets without their leading graph axis) and node-level names of a frame."""
-    import ase
-
-    if isinstance(item, ase.Atoms):
-        fields, node_keys = atoms_fields(item, torch.float64)
-    elif hasattr(item, "keys") and hasattr(item, K.POSITIONS):
-        n = int(item[K.POSITIONS].shape[0])
-        fields = {k: item[k] for k in item.keys() if isinstance(item[k], torch.Tensor)}
-        node_keys = {k: v for k, v in fields.items() if k not in _SKIP_FROM_DATA}
-        node_keys = {k for k, v in node_keys.items() if is_node_level(k, v, n)}
-    else:
-        raise TypeError(f"structures must be ase.Atoms or Data, got {type(item).__name__}")
-    out = {k: v.detach().cpu().numpy() for k, v in fields.items()}
-    if K.CELL not in out:
-        out[K.CELL] = np.zeros((1, 3, 3))
-        out[K.PBC] = np.zeros((1, 3), dtype=bool)
-    return out, node_keys
-
-
 def write_npz(path: str | os.PathLike, structures: Iterable[ase.Atoms | Data]) -> None:
     """Write structures and their targets to an equivar ``.npz`` (read back by :func:`read`).
 
@@ -388,13 +361,13 @@ def write_npz(path: str | os.PathLike, structures: Iterable[ase.Atoms | Data]) -
     Shapes:
         see the module docstring for the arrays written.
     """
-    frames = [_frame_fields(item) for item in structures]
+    frames = [frame_fields(item) for item in structures]
     if not frames:
         raise ValueError("structures is empty: nothing to write")
     node_keys = set().union(*(nk for _, nk in frames))
-    target_keys = set(frames[0][0]) - _SKIP_FROM_DATA
+    target_keys = set(frames[0][0]) - NOT_TARGETS
     for k, (fields, _) in enumerate(frames):
-        keys_k = set(fields) - _SKIP_FROM_DATA
+        keys_k = set(fields) - NOT_TARGETS
         if keys_k != target_keys:
             raise ValueError(
                 f"structure {k} has targets {sorted(keys_k)} but structure 0 has "
@@ -417,13 +390,4 @@ def write_npz(path: str | os.PathLike, structures: Iterable[ase.Atoms | Data]) -
             out[key] = np.concatenate(parts)
         except ValueError as err:
             raise ValueError(f"target {key!r} has different shapes across structures") from err
-    dest = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent or ".", suffix=".npz.tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, **out)
-        os.replace(tmp, dest)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    atomic_write(path, lambda handle: np.savez(handle, **out))

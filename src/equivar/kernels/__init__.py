@@ -1,6 +1,7 @@
 """Backends for the hot op, the tensor-product convolution (see :mod:`equivar.kernels.dispatch`).
 
-``equivar.kernels.conv`` runs a :class:`ConvSpec` on a chosen backend; models pick theirs
+``equivar.kernels.convolve`` runs a layer's convolution on the backend it asks for
+(``equivar.kernels.conv`` runs a :class:`ConvSpec` on one resolved backend); models pick theirs
 with the ``backend=`` option (``"auto"``, ``"e3nn"``, ``"dense"``, ``"fused_cpu"``, ``"triton"``,
 ``"cuequivariance"``) and show it in their repr. All backends compute the same numbers as the
 e3nn reference, forward, backward and double backward (``tests/kernels``).
@@ -14,6 +15,7 @@ _WHERE = {
     "availability": "dispatch",
     "check_backend": "dispatch",
     "conv": "dispatch",
+    "convolve": "dispatch",
     "resolve": "dispatch",
     "ConvSpec": "spec",
     "EdgeLayout": "layout",

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import torch
 
+from equivar.atomic import atomic_write_bytes
 from equivar.cache import cache_dir
 from equivar.kernels.layout import EdgeLayout
 from equivar.kernels.spec import ConvSpec
@@ -140,23 +141,27 @@ def _compile() -> tuple[ctypes.CDLL | None, str]:
 
 
 def _build(compiler: str, flags: list[str], path: Path) -> str:
-    """Compile the library to ``path`` atomically; return an error text, or "" on success."""
+    """Compile the library to ``path`` atomically; return an error text, or "" on success.
+
+    The compiler writes into a scratch folder beside ``path``; the result is then copied over
+    ``path`` by :func:`equivar.atomic.atomic_write_bytes`, so a concurrent process loads all of
+    it or nothing (never a half-written library)."""
     try:
-        fd, tmp = tempfile.mkstemp(suffix=".so", dir=path.parent)
+        scratch = tempfile.TemporaryDirectory(prefix=".cpu_fused-", dir=path.parent)
     except OSError as exc:
         return f"cannot write to {path.parent} ({exc})"
-    os.close(fd)
-    cmd = [compiler, *flags, "-std=c99", "-shared", "-fPIC", "-o", tmp, str(SOURCE)]
-    try:
-        run = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-        if run.returncode != 0:
-            return run.stderr.strip()[-300:] or f"exit status {run.returncode}"
-        os.replace(tmp, path)  # atomic: a concurrent process sees all of it or nothing
-        return ""
-    except (OSError, subprocess.SubprocessError) as exc:
-        return str(exc)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    with scratch as folder:
+        built = Path(folder) / path.name
+        cmd = [compiler, *flags, "-std=c99", "-shared", "-fPIC", "-o", str(built), str(SOURCE)]
+        try:
+            run = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+            if run.returncode != 0:
+                return run.stderr.strip()[-300:] or f"exit status {run.returncode}"
+            # 0o755, as the linker writes it: the cache may be shared with other users
+            atomic_write_bytes(path, built.read_bytes(), mode=0o755)
+            return ""
+        except (OSError, subprocess.SubprocessError) as exc:
+            return str(exc)
 
 
 def _bind(lib: ctypes.CDLL) -> ctypes.CDLL:

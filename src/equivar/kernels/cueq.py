@@ -44,8 +44,8 @@ import numpy as np
 import torch
 
 from equivar.kernels.layout import EdgeLayout
+from equivar.kernels.scatter import scatter_sum
 from equivar.kernels.spec import ConvSpec, compute_dtype, dense_cg
-from equivar.nn.scatter import scatter_sum
 
 METHODS = ("naive", "uniform_1d")
 LAYOUTS = ("mul_ir", "ir_mul", "ir_mul_uniform")

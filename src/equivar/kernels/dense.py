@@ -27,8 +27,8 @@ from dataclasses import dataclass
 
 import torch
 
+from equivar.kernels.scatter import scatter_sum
 from equivar.kernels.spec import ConvSpec
-from equivar.nn.scatter import scatter_sum
 
 
 @dataclass(frozen=True)

@@ -13,15 +13,22 @@
 Nothing falls back silently. When a requested backend cannot run (not installed, CUDA ops that
 fail to import, a CPU tensor for a GPU-only kernel, a kernel that fails its first-use self-check)
 the e3nn reference runs instead and a warning naming the reason is issued once per reason.
+
+A layer hands :func:`convolve` its tensors, its requested backend, its e3nn ``TensorProduct``
+(the reference) and its dense constants; every backend runs from there. :func:`conv` runs one
+resolved backend on a prebuilt edge layout (what benchmarks time).
 """
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 
 import torch
 
-from equivar.kernels.layout import EdgeLayout
+from equivar.kernels.dense import DensePlan, dense_conv
+from equivar.kernels.layout import EdgeLayout, cached_edge_layout
+from equivar.kernels.scatter import scatter_sum
 from equivar.kernels.spec import ConvSpec
 
 #: the backend names that ``backend=`` accepts
@@ -124,8 +131,6 @@ def resolve(requested: str, device: torch.device) -> str:
 
 def _run(backend: str, spec: ConvSpec, x, y, w, layout: EdgeLayout) -> torch.Tensor:
     if backend == "dense":
-        from equivar.kernels.dense import dense_conv
-
         return dense_conv(spec, x, y, w, layout.sender.long(), layout.receiver.long(),
                           layout.n_nodes)  # fmt: skip
     if backend == "triton":
@@ -183,7 +188,7 @@ def conv(
     """Run the convolution on ``backend`` (a resolved name other than ``"e3nn"``).
 
     Returns None when the backend failed its first-use self-check on this device and dtype (a
-    warning says why); the caller then runs the e3nn reference.
+    warning says why); the caller then runs the e3nn reference (as :func:`convolve` does).
 
     Shapes:
         x: [n_nodes, in_dim], y: [n_edges, sh_dim], w: [n_edges, weight_numel]
@@ -201,3 +206,55 @@ def conv(
                        f"({x.dtype}, spec {spec.key}): {_self_checked[key]}; using e3nn")
             return None
     return _run(backend, spec, x, y, w, layout)
+
+
+def convolve(
+    spec: ConvSpec,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    w: torch.Tensor,
+    edge_index: torch.Tensor,
+    backend: str,
+    *,
+    tensor_product: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
+    plan: DensePlan | None = None,
+) -> torch.Tensor:
+    """``out[i] = sum_{e: r(e)=i} TP(x[s(e)], y[e], w[e])`` on whichever backend runs for ``x``.
+
+    The one entry point of a convolution layer: ``backend`` is resolved for ``x``'s device
+    (:func:`resolve`, warning once on a fallback), ``"dense"`` runs on the layer's constants,
+    the fused backends on the graph's :class:`~equivar.kernels.layout.EdgeLayout` (after their
+    first-use self-check, :func:`conv`), and ``"e3nn"``, or a backend that failed its
+    self-check, runs the reference: ``tensor_product`` on each edge, summed onto receivers.
+
+    Args:
+        spec: the paths of ``tensor_product`` (:meth:`ConvSpec.from_e3nn`).
+        x: node features (sender side).
+        y: edge harmonics.
+        w: per-edge path weights.
+        edge_index: senders (row 0) and receivers (row 1).
+        backend: the requested name, one of :data:`BACKENDS` (``"auto"`` included).
+        tensor_product: the layer's e3nn ``TensorProduct`` (per-edge weights), the reference.
+        plan: the layer's :class:`~equivar.kernels.dense.DensePlan` for ``"dense"`` (default:
+            a per-process cache, eager use only).
+
+    Returns:
+        The sum of messages at each node (no normalisation).
+
+    Shapes:
+        x: [n_nodes, in_dim], y: [n_edges, sh_dim], w: [n_edges, weight_numel],
+        edge_index: [2, n_edges] -> [n_nodes, out_dim]
+    """
+    sender, receiver = edge_index[0], edge_index[1]
+    n_nodes = x.shape[0]
+    resolved = resolve(backend, x.device)
+    if resolved == "dense":  # plain torch, no self-check needed: autograd differentiates it
+        return dense_conv(spec, x, y, w, sender, receiver, n_nodes, plan)
+    if resolved != "e3nn":
+        layout = cached_edge_layout(edge_index, n_nodes)  # built once per graph
+        out = conv(spec, x, y, w, layout, resolved)
+        if out is not None:
+            return out
+    # the reference: materialises one message per edge
+    messages = tensor_product(x[sender], y, w)  # [n_edges, out_dim]
+    return scatter_sum(messages, receiver, n_nodes)  # [n_nodes, out_dim]

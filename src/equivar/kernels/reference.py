@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import torch
 
+from equivar.kernels.scatter import scatter_sum
 from equivar.kernels.spec import ConvSpec, dense_cg
-from equivar.nn.scatter import scatter_sum
 
 
 def conv_reference(

@@ -9,12 +9,11 @@ import torch
 from e3nn import o3
 from torch import nn
 
-from equivar.kernels import dense, dispatch
-from equivar.kernels.layout import cached_edge_layout
+from equivar.kernels import dispatch
+from equivar.kernels.dense import DensePlan
 from equivar.kernels.spec import ConvSpec
 from equivar.nn.linear import IrrepsLinear
 from equivar.nn.radial import RadialMLP
-from equivar.nn.scatter import scatter_sum
 
 BACKENDS = dispatch.BACKENDS
 
@@ -114,7 +113,7 @@ class TensorProductConv(nn.Module):
         )
         self.irreps_mid = self.tp.irreps_out
         self.spec = ConvSpec.from_e3nn(self.tp)  # the same paths, for the fused backends
-        self.dense_plan = dense.DensePlan(self.spec)  # the "dense" backend's constants
+        self.dense_plan = DensePlan(self.spec)  # the "dense" backend's constants
         self.radial = RadialMLP(num_radial, tuple(radial_hidden), self.tp.weight_numel)
         self.linear_out = IrrepsLinear(self.irreps_mid, self.irreps_out)
 
@@ -125,21 +124,12 @@ class TensorProductConv(nn.Module):
         edge_radial: torch.Tensor,
         edge_index: torch.Tensor,
     ) -> torch.Tensor:
-        sender, receiver = edge_index[0], edge_index[1]
         h = self.linear_in(node_feats)  # [n_nodes, irreps_in.dim]
         weights = self.radial(edge_radial)  # [n_edges, tp.weight_numel]
-        n_nodes = node_feats.shape[0]
-        agg = None
-        backend = dispatch.resolve(self.backend, node_feats.device)
-        if backend == "dense":  # plain torch, no self-check needed: autograd differentiates it
-            agg = dense.dense_conv(self.spec, h, edge_sh, weights, sender, receiver, n_nodes,
-                                   self.dense_plan)
-        elif backend != "e3nn":
-            layout = cached_edge_layout(edge_index, n_nodes)  # built once per graph
-            agg = dispatch.conv(self.spec, h, edge_sh, weights, layout, backend)
-        if agg is None:  # the reference: materialises one message per edge
-            messages = self.tp(h[sender], edge_sh, weights)  # [n_edges, irreps_mid.dim]
-            agg = scatter_sum(messages, receiver, n_nodes)  # [n_nodes, irreps_mid.dim]
+        # [n_nodes, irreps_mid.dim]: summed messages, on whichever backend runs (the dispatcher
+        # runs them all, the e3nn reference self.tp included)
+        agg = dispatch.convolve(self.spec, h, edge_sh, weights, edge_index, self.backend,
+                                tensor_product=self.tp, plan=self.dense_plan)
         return self.linear_out(agg / self.avg_num_neighbors)  # [n_nodes, irreps_out.dim]
 
     def resolved_backend(self, device: torch.device | None = None) -> str:

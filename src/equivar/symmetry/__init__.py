@@ -14,6 +14,13 @@ symmetry for any torch module, independent of the potential stack.
   :class:`LayerwiseEquivarify` (hidden layers on ``Map(G, X_i)``; G-CNNs as a special case).
 * approximate symmetry: :func:`rotate_image`, :func:`image_rotation_error`, :func:`disk_mask`.
 * continuous groups: :class:`FrameAveraging`, :func:`pca_frames`, :class:`Frames`.
+* :func:`wigner_D`: representation matrices of any irreps, exact to float64 rounding (what
+  :class:`IrrepsAction` acts with; also :func:`equivar.testing.wigner_D`).
+
+Modules, bottom up (each imports only those before it): ``groups``; ``point_groups``,
+``permutation_groups``; ``wigner``; ``base_action`` (:class:`Action`, :class:`TrivialAction`);
+``images``, ``regular``; ``actions`` (the point, set and irreps actions and :func:`as_action`);
+``orbits`` (folding a group axis into the batch); ``frames``, ``layerwise``; ``lift``.
 
 Checks: :func:`equivar.testing.assert_group_equivariant` tests every group element.
 Names are resolved lazily, so ``import equivar.symmetry`` does no work.
@@ -70,6 +77,7 @@ __all__ = [
     "rotate_image",
     "symmetric",
     "tetrahedral",
+    "wigner_D",
     "with_inversion",
 ]
 
@@ -85,7 +93,7 @@ _WHERE = {
     "point_group": "point_groups",
     "tetrahedral": "point_groups",
     "with_inversion": "point_groups",
-    "Action": "actions",
+    "Action": "base_action",
     "ComposedAction": "actions",
     "ImageAction": "images",
     "InducedAction": "regular",
@@ -93,7 +101,7 @@ _WHERE = {
     "PermutationAction": "actions",
     "PointAction": "actions",
     "RegularAction": "regular",
-    "TrivialAction": "actions",
+    "TrivialAction": "base_action",
     "as_action": "actions",
     "Equivarify": "lift",
     "equivarify": "lift",
@@ -104,18 +112,18 @@ _WHERE = {
     "FrameAveraging": "frames",
     "Frames": "frames",
     "pca_frames": "frames",
+    "wigner_D": "wigner",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
     from equivar.symmetry.actions import (
-        Action,
         ComposedAction,
         IrrepsAction,
         PermutationAction,
         PointAction,
-        TrivialAction,
         as_action,
     )
+    from equivar.symmetry.base_action import Action, TrivialAction
     from equivar.symmetry.frames import FrameAveraging, Frames, pca_frames
     from equivar.symmetry.groups import FiniteGroup, direct_product
     from equivar.symmetry.images import ImageAction, disk_mask, image_rotation_error, rotate_image
@@ -133,6 +141,7 @@ if TYPE_CHECKING:  # pragma: no cover
         with_inversion,
     )
     from equivar.symmetry.regular import InducedAction, RegularAction
+    from equivar.symmetry.wigner import wigner_D
 
 
 __getattr__, __dir__ = lazy_attributes(__name__, _WHERE, __all__)

@@ -5,8 +5,10 @@ batched tensors ``x [batch, ...]``: ``act(act(x, h), g) == act(x, g * h)`` for e
 elements. Every action has one batched primitive, ``act_each(x, elements)``, that applies a
 different element to every sample in one vectorised call (a gather or a batched matmul); lifts
 fold the group axis into the batch axis and use it, so no Python loop runs over the elements.
-Image actions live in :mod:`equivar.symmetry.images`, actions on a group axis (regular,
-induced) in :mod:`equivar.symmetry.regular`; all are listed here.
+The base class and the trivial action live in :mod:`equivar.symmetry.base_action` (re-exported
+here), image actions in :mod:`equivar.symmetry.images`, actions on a group axis (regular,
+induced) in :mod:`equivar.symmetry.regular`; all are listed here, and :func:`as_action`, which
+names them all, imports them from there (so none of them imports this module).
 
 ==========================  ====================================  ==============================
 action                      acts on                               how
@@ -34,7 +36,11 @@ import re
 import torch
 from torch import Tensor
 
+from equivar.symmetry.base_action import Action, TrivialAction, check_elements, same_group
 from equivar.symmetry.groups import FiniteGroup
+from equivar.symmetry.images import ImageAction
+from equivar.symmetry.point_groups import snap
+from equivar.symmetry.regular import RegularAction
 
 __all__ = [
     "Action",
@@ -45,116 +51,6 @@ __all__ = [
     "TrivialAction",
     "as_action",
 ]
-
-
-def _same_group(a: FiniteGroup, b: FiniteGroup) -> bool:
-    if a is b:
-        return True
-    return len(a) == len(b) and torch.equal(a.multiplication_table(), b.multiplication_table())
-
-
-class Action:
-    """A left action of ``group`` on batched tensors ``[batch, ...]`` (base class).
-
-    Subclasses implement :meth:`act_each` (and :meth:`check` for their shapes). Everything else
-    (:meth:`act`, :meth:`orbit`) is built on it.
-
-    Attributes:
-        group: the acting :class:`FiniteGroup`.
-        is_permutation: True when every element only permutes the entries of ``x`` (images,
-            sets, the regular representation), so element-wise functions commute with it.
-    """
-
-    is_permutation: bool = False
-    #: short name used in reprs and messages
-    kind: str = "action"
-
-    def __init__(self, group: FiniteGroup) -> None:
-        if not isinstance(group, FiniteGroup):
-            raise TypeError(f"{type(self).__name__} needs a FiniteGroup, got "
-                            f"{type(group).__name__}")
-        self.group = group
-
-    def check(self, x: Tensor) -> None:
-        """Raise ``TypeError``/``ValueError`` naming the problem when the group cannot act on
-        ``x`` (wrong shape); return None otherwise."""
-        if not isinstance(x, Tensor):
-            raise TypeError(f"{self!r} acts on tensors, got {type(x).__name__}")
-        if x.dim() < 1:
-            raise ValueError(f"{self!r} acts on batched tensors [batch, ...], got a scalar")
-
-    def accepts(self, x: Tensor) -> bool:
-        """Whether :meth:`check` passes for ``x``."""
-        try:
-            self.check(x)
-        except (TypeError, ValueError):
-            return False
-        return True
-
-    def act_each(self, x: Tensor, elements: Tensor) -> Tensor:
-        """Apply ``elements[b]`` to sample ``x[b]``, for every ``b`` at once.
-
-        Args:
-            x: ``[batch, ...]``.
-            elements: ``[batch]`` int64 group elements.
-
-        Returns:
-            ``[batch, ...]``, same shape as ``x``.
-        """
-        raise NotImplementedError
-
-    def act(self, x: Tensor, g: int) -> Tensor:
-        """Apply the element ``g`` to every sample of ``x`` ``[batch, ...]``."""
-        self.check(x)
-        g = self.group._index(g)
-        return self.act_each(x, torch.full((x.shape[0],), g, dtype=torch.long, device=x.device))
-
-    def orbit(self, x: Tensor, inverse: bool = False) -> Tensor:
-        """Every element applied to every sample, stacked on a group axis after the batch axis.
-
-        Args:
-            x: ``[batch, ...]``.
-            inverse: apply ``g^-1`` instead of ``g`` at index ``g`` (the lift's inputs).
-
-        Returns:
-            ``[batch, n_group, ...]`` with ``out[:, g] = g.x`` (or ``g^-1.x``).
-        """
-        self.check(x)
-        n, batch = len(self.group), x.shape[0]
-        elements = torch.arange(n, device=x.device)
-        if inverse:
-            elements = self.group._inverses.to(x.device)
-        tiled = x.unsqueeze(1).expand(batch, n, *x.shape[1:]).reshape(batch * n, *x.shape[1:])
-        out = self.act_each(tiled, elements.repeat(batch))  # [batch * n_group, ...]
-        return out.reshape(batch, n, *x.shape[1:])
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.group.name})"
-
-
-def _elements(elements: Tensor, x: Tensor, group: FiniteGroup) -> Tensor:
-    elements = torch.as_tensor(elements, dtype=torch.long, device=x.device)
-    if elements.shape != (x.shape[0],):
-        raise ValueError(f"act_each: elements must have shape [batch] = [{x.shape[0]}], got "
-                         f"{list(elements.shape)}")
-    return elements
-
-
-class TrivialAction(Action):
-    """Every element acts as the identity (invariant outputs).
-
-    Example:
-        >>> import torch
-        >>> from equivar.symmetry import TrivialAction, cyclic
-        >>> TrivialAction(cyclic(4)).act(torch.ones(2, 3), 1).sum().item()
-        6.0
-    """
-
-    is_permutation = True
-    kind = "trivial"
-
-    def act_each(self, x: Tensor, elements: Tensor) -> Tensor:
-        return x
 
 
 class PointAction(Action):
@@ -193,7 +89,7 @@ class PointAction(Action):
             raise TypeError(f"{self!r} acts on floating-point tensors, got {x.dtype}")
 
     def act_each(self, x: Tensor, elements: Tensor) -> Tensor:
-        elements = _elements(elements, x, self.group)
+        elements = check_elements(elements, x)
         rot = self._mats.to(device=x.device, dtype=x.dtype)[elements]  # [batch, 3, 3]
         flat = x.reshape(x.shape[0], -1, 3)  # [batch, n, 3]
         return (flat @ rot.transpose(1, 2)).reshape(x.shape)
@@ -243,7 +139,7 @@ class PermutationAction(Action):
                              f"{list(x.shape)}")
 
     def act_each(self, x: Tensor, elements: Tensor) -> Tensor:
-        elements = _elements(elements, x, self.group)
+        elements = check_elements(elements, x)
         dim = self.dim if self.dim >= 0 else x.dim() + self.dim
         src = self._sources.to(x.device)[elements]  # [batch, n]
         moved = x.movedim(dim, 1)  # [batch, n, ...]
@@ -259,7 +155,7 @@ class IrrepsAction(Action):
     ``irreps`` (e3nn conventions, parity included), exact to float64 rounding.
 
     The matrices are computed once per element on first use with
-    :func:`equivar.testing.wigner_D`.
+    :func:`equivar.symmetry.wigner.wigner_D`.
 
     Args:
         group: a group with ``matrices()``.
@@ -289,12 +185,11 @@ class IrrepsAction(Action):
     def matrices(self) -> Tensor:
         """``[n_group, irreps.dim, irreps.dim]`` float64 Wigner matrices of the elements."""
         if self._D is None:
-            from equivar.symmetry.point_groups import _snap
-            from equivar.testing.wigner import wigner_D
+            from equivar.symmetry.wigner import wigner_D  # imports e3nn: only when first needed
 
             # least squares leaves ~1e-16 noise; snap exact entries (0, +-1/2, +-1) so that the
             # identity acts exactly and signed permutations stay exact
-            self._D = _snap(torch.stack([wigner_D(self.irreps, m) for m in self._mats]))
+            self._D = snap(torch.stack([wigner_D(self.irreps, m) for m in self._mats]))
         return self._D
 
     def check(self, x: Tensor) -> None:
@@ -304,7 +199,7 @@ class IrrepsAction(Action):
                              f"{list(x.shape)}")
 
     def act_each(self, x: Tensor, elements: Tensor) -> Tensor:
-        elements = _elements(elements, x, self.group)
+        elements = check_elements(elements, x)
         d = self.matrices().to(device=x.device, dtype=x.dtype)[elements]  # [batch, dim, dim]
         flat = x.reshape(x.shape[0], -1, self.irreps.dim)
         return (flat @ d.transpose(1, 2)).reshape(x.shape)
@@ -335,7 +230,7 @@ class ComposedAction(Action):
             raise TypeError("ComposedAction needs one or more Action instances")
         super().__init__(actions[0].group)
         for a in actions[1:]:
-            if not _same_group(a.group, self.group):
+            if not same_group(a.group, self.group):
                 raise ValueError(f"ComposedAction: {a!r} acts by another group than "
                                  f"{actions[0]!r}")
         self.actions = actions
@@ -382,11 +277,8 @@ def as_action(spec, group: FiniteGroup) -> Action:
         >>> as_action("points", octahedral())
         PointAction(O)
     """
-    from equivar.symmetry.images import ImageAction
-    from equivar.symmetry.regular import RegularAction
-
     if isinstance(spec, Action):
-        if not _same_group(spec.group, group):
+        if not same_group(spec.group, group):
             raise ValueError(f"{spec!r} is an action of {spec.group.name}, not of {group.name}")
         return spec
     if spec is None:

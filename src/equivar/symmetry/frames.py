@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from equivar.symmetry.lift import fold_args
+from equivar.symmetry.orbits import fold_args
 
 __all__ = ["FrameAveraging", "Frames", "pca_frames"]
 

@@ -215,11 +215,11 @@ class FiniteGroup:
 
     def inverse(self, a: int) -> int:
         """Index of ``a^-1``."""
-        return int(self._inverses[self._index(a)])
+        return int(self._inverses[self.check_element(a)])
 
     def multiply(self, a: int, b: int) -> int:
         """Index of ``a * b``."""
-        return int(self._table[self._index(a), self._index(b)])
+        return int(self._table[self.check_element(a), self.check_element(b)])
 
     @property
     def has_matrices(self) -> bool:
@@ -258,7 +258,7 @@ class FiniteGroup:
     def describe(self, a: int) -> str:
         """A readable name of element ``a`` for messages, e.g. ``"3: rotation 90 deg about
         [0, 0, 1]"`` or ``"2: permutation [1, 0, 2]"``."""
-        a = self._index(a)
+        a = self.check_element(a)
         if self._matrices is not None:
             m = self._matrices[a]
             det = torch.linalg.det(m).item()
@@ -285,7 +285,12 @@ class FiniteGroup:
         return f"FiniteGroup({self.name!r}, n_group={len(self)}, reps={reps})"
 
     # --- checks -----------------------------------------------------------------------------------
-    def _index(self, a: int) -> int:
+    def check_element(self, a: int) -> int:
+        """``a`` as an ``int``, checked to be an element (``0 <= a < n_group``).
+
+        Raises:
+            ValueError: ``a`` is out of range (the message names the group and the range).
+        """
         a = int(a)
         if not 0 <= a < len(self):
             raise ValueError(f"group {self.name!r}: element {a} is out of range 0..{len(self) - 1}")

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from equivar.symmetry.actions import Action, _elements
+from equivar.symmetry.base_action import Action, check_elements
 from equivar.symmetry.groups import FiniteGroup
 
 __all__ = ["ImageAction", "disk_mask", "image_rotation_error", "rotate_image"]
@@ -100,7 +100,7 @@ class ImageAction(Action):
         return self._cache[key]
 
     def act_each(self, x: Tensor, elements: Tensor) -> Tensor:
-        elements = _elements(elements, x, self.group)
+        elements = check_elements(elements, x)
         h, w = x.shape[-2:]
         maps = self.pixel_maps(h, w, x.device)[elements]  # [batch, H * W]
         flat = x.reshape(x.shape[0], -1, h * w)  # [batch, channels, H * W]

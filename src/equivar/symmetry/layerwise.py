@@ -29,9 +29,16 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from equivar.symmetry.actions import Action, TrivialAction, as_action
+from equivar.symmetry.actions import as_action
+from equivar.symmetry.base_action import Action, TrivialAction
 from equivar.symmetry.groups import FiniteGroup
-from equivar.symmetry.lift import POOLS, check_folded, fold_args, orbit_folded, reduce_group_axis
+from equivar.symmetry.orbits import (
+    POOLS,
+    check_folded,
+    fold_args,
+    orbit_folded,
+    reduce_group_axis,
+)
 from equivar.symmetry.regular import InducedAction
 
 __all__ = ["LayerwiseEquivarify", "MODES"]
@@ -187,7 +194,7 @@ class LayerwiseEquivarify(nn.Module):
         n, batch = len(self.group), x.shape[0]
         group_elements = torch.arange(n, device=x.device)
         elements = group_elements.repeat(batch)  # [batch * n_group]: slice g of each sample
-        inverse = self.group._inverses.to(x.device).repeat(batch)
+        inverse = self.group.inverses().to(x.device).repeat(batch)
         args, kwargs = fold_args(args, kwargs, batch, n)
 
         # the lift: f(g) = rho_1(g) L(g^-1 x)

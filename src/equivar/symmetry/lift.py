@@ -19,33 +19,19 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from equivar.symmetry.actions import Action, TrivialAction, as_action
+from equivar.symmetry.actions import as_action
+from equivar.symmetry.base_action import Action, TrivialAction
 from equivar.symmetry.groups import FiniteGroup
+from equivar.symmetry.orbits import (
+    POOLS,
+    check_folded,
+    fold_args,
+    orbit_folded,
+    reduce_group_axis,
+)
 from equivar.symmetry.regular import InducedAction, RegularAction
 
 __all__ = ["Equivarify", "equivarify"]
-
-POOLS = ("mean", "max", "sum")
-
-
-def fold_args(args: tuple, kwargs: dict, batch: int, n_group: int) -> tuple[tuple, dict]:
-    """Repeat every tensor argument with leading dimension ``batch`` ``n_group`` times along
-    dim 0 (sample-major, matching a folded ``[batch * n_group, ...]`` input); other arguments
-    pass through unchanged. These are the G-invariant inputs of a lifted module."""
-
-    def fold(v: Any) -> Any:
-        if isinstance(v, Tensor) and v.dim() >= 1 and v.shape[0] == batch:
-            return v.repeat_interleave(n_group, dim=0)
-        return v
-
-    return tuple(fold(a) for a in args), {k: fold(v) for k, v in kwargs.items()}
-
-
-def orbit_folded(action: Action, x: Tensor) -> Tensor:
-    """``g^-1 x`` for every element, folded: ``[batch * n_group, ...]``, row ``b * n_group + g``
-    holding ``g^-1 x[b]`` (the inputs of the lift)."""
-    inputs = action.orbit(x, inverse=True)  # [batch, n_group, ...]
-    return inputs.reshape(x.shape[0] * len(action.group), *x.shape[1:])
 
 
 def _input_actions(action, group: FiniteGroup) -> tuple[Action, ...]:
@@ -55,30 +41,6 @@ def _input_actions(action, group: FiniteGroup) -> tuple[Action, ...]:
             raise ValueError("action=() names no input; give at least one action")
         return tuple(as_action(a, group) for a in action)
     return (as_action(action, group),)
-
-
-def check_folded(y: Any, batch: int, n_group: int, what: str) -> Tensor:
-    """Check that a module called on ``[batch * n_group, ...]`` returned ``[batch * n_group, ...]``
-    so that the group axis can be unfolded; raise naming the problem otherwise."""
-    if not isinstance(y, Tensor):
-        raise TypeError(f"{what} must return a Tensor to be lifted, got {type(y).__name__}")
-    if y.dim() < 1 or y.shape[0] != batch * n_group:
-        raise ValueError(
-            f"{what} returned shape {list(y.shape)}, which cannot take a group axis: the lift "
-            f"calls it on batch * n_group = {batch} * {n_group} = {batch * n_group} samples "
-            f"(the group axis folded into the batch axis) and needs that many back, "
-            f"[batch * n_group, ...]; make it map [batch, ...] to [batch, ...] (no reduction "
-            f"over the batch axis)")
-    return y
-
-
-def reduce_group_axis(y: Tensor, pool: str) -> Tensor:
-    """Pool ``[batch, n_group, ...]`` over the group axis: ``"mean"``, ``"max"`` or ``"sum"``."""
-    if pool == "mean":
-        return y.mean(dim=1)
-    if pool == "sum":
-        return y.sum(dim=1)
-    return y.amax(dim=1)
 
 
 class Equivarify(nn.Module):

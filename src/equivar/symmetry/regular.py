@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from equivar.symmetry.actions import Action, TrivialAction, _elements
+from equivar.symmetry.base_action import Action, TrivialAction, check_elements
 from equivar.symmetry.groups import FiniteGroup
 
 __all__ = ["InducedAction", "RegularAction"]
@@ -57,7 +57,7 @@ class InducedAction(Action):
             self.inner.check(x[:, 0])
 
     def act_each(self, x: Tensor, elements: Tensor) -> Tensor:
-        elements = _elements(elements, x, self.group)
+        elements = check_elements(elements, x)
         batch, n = x.shape[:2]
         src = self._sources.to(x.device)[elements]  # [batch, n_group]
         index = src.view(batch, n, *([1] * (x.dim() - 2))).expand_as(x)

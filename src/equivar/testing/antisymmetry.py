@@ -14,11 +14,11 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-from equivar.testing.equivariance import (
+from equivar.testing.measurement import (
     EQUIVARIANCE_TOLERANCES,
     SymmetryAssertionError,
-    _default_tolerances,
-    _relative_error,
+    default_tolerances,
+    relative_error,
 )
 
 __all__ = ["assert_antisymmetric", "assert_symmetric"]
@@ -89,7 +89,7 @@ def _check(wavefunction: Wavefunction, r: Tensor, groups: list[range], antisymme
            seed: int, what: str) -> dict[str, dict[str, float]]:
     if r.dim() != 3 or r.shape[-1] != 3:
         raise ValueError(f"{what}: r must have shape [n_walkers, n_elec, 3], got {list(r.shape)}")
-    d_rtol, d_atol = _default_tolerances(r.dtype, EQUIVARIANCE_TOLERANCES, what)
+    d_rtol, d_atol = default_tolerances(r.dtype, EQUIVARIANCE_TOLERANCES, what)
     rtol, atol = (d_rtol if rtol is None else rtol), (d_atol if atol is None else atol)
     with torch.no_grad():
         sign0, logabs0 = (t.detach() for t in wavefunction(r))
@@ -103,7 +103,7 @@ def _check(wavefunction: Wavefunction, r: Tensor, groups: list[range], antisymme
             sign, logabs = wavefunction(r[:, perm])
         expected = sign0 * (_parity(perm) if antisymmetric else 1)
         wrong = (sign != expected).sum().item()
-        err = _relative_error(logabs, logabs0, rtol, atol)[0]
+        err = relative_error(logabs, logabs0, atol / rtol)[0]
         entry = errors.setdefault(kind, {"wrong_signs": 0, "logabs": 0.0})
         entry["wrong_signs"] = max(entry["wrong_signs"], wrong)
         entry["logabs"] = max(entry["logabs"], err)

@@ -12,11 +12,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from equivar.testing.equivariance import (
+from equivar.testing.measurement import (
     EQUIVARIANCE_TOLERANCES,
     SymmetryAssertionError,
-    _default_tolerances,
-    _relative_error,
+    default_tolerances,
+    relative_error,
 )
 
 __all__ = ["assert_group_equivariant"]
@@ -115,13 +115,13 @@ def assert_group_equivariant(
         raise ValueError(f"assert_group_equivariant: fn(g.x) has shape "
                          f"{list(actual.shape[2:])} per sample, fn(x) {list(reference.shape[1:])}")
 
-    d_rtol, d_atol = _default_tolerances(reference.dtype, EQUIVARIANCE_TOLERANCES,
+    d_rtol, d_atol = default_tolerances(reference.dtype, EQUIVARIANCE_TOLERANCES,
                                          "assert_group_equivariant")
     rtol = d_rtol if rtol is None else float(rtol)
     atol = d_atol if atol is None else float(atol)
     errors, details = [], []
     for g in range(n):
-        err, max_diff, scale = _relative_error(actual[:, g], expected[:, g], rtol, atol)
+        err, max_diff, scale = relative_error(actual[:, g], expected[:, g], atol / rtol)
         errors.append(err)
         details.append((max_diff, scale))
     failures = [(group.name, group.describe(g), errors[g], rtol) for g in range(n)

@@ -6,7 +6,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from equivar.testing.conservative import assert_conservative
-from equivar.testing.equivariance import SymmetryAssertionError, assert_equivariant
+from equivar.testing.equivariance import assert_equivariant
+from equivar.testing.measurement import SymmetryAssertionError
 
 
 def symmetry_report(

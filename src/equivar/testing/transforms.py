@@ -38,7 +38,8 @@ _NODE_KEYS = frozenset({BATCH} | {k for k, s in FIELDS.items() if s.level == "no
 
 
 # --- helpers --------------------------------------------------------------------------------------
-def _num_graphs(batch) -> int:
+def num_graphs(batch) -> int:
+    """The number of graphs of a ``Batch`` (``num_graphs``), or 1 for a single ``Data``."""
     n = getattr(batch, "num_graphs", None)
     if isinstance(n, int):
         return n
@@ -164,7 +165,7 @@ def translate(batch, t: Tensor):
     t = torch.as_tensor(t, dtype=batch.pos.dtype, device=batch.pos.device)
     if t.shape == (3,):
         shift = t.expand_as(batch.pos)
-    elif t.dim() == 2 and t.shape[1] == 3 and t.shape[0] == _num_graphs(batch):
+    elif t.dim() == 2 and t.shape[1] == 3 and t.shape[0] == num_graphs(batch):
         shift = t[graph_index(batch)]  # [n_nodes, 3]
     else:
         raise ValueError(f"t must have shape [3] or [n_graphs, 3], got {list(t.shape)}")

@@ -62,6 +62,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
+    from equivar.atomic import atomic_write
     from equivar.data import read
     from equivar.train import evaluate, load_checkpoint
     from equivar.train.checkpoint import checkpoint_label_keys, read_checkpoint
@@ -81,7 +82,7 @@ def _evaluate(args: argparse.Namespace) -> int:
                               keep_predictions=True)
     print(f"{args.data}: {scored.description}\n{metric_table(metrics)}")
     if args.out:
-        np.savez(args.out, **preds)
+        atomic_write(args.out, lambda fh: np.savez(fh, **preds))
         print(f"predictions written to {args.out}")
     return 0
 

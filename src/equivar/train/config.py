@@ -308,6 +308,9 @@ def load_config(
     if path is not None:
         path = Path(path)
         loaded = load_yaml_file(path)
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ValueError(f"config {str(path)!r} must be a mapping of keys (data:, model:, "
+                             f"epochs: ...), got a YAML {type(loaded).__name__}")
         values = loaded or {}
         base = path.parent
     for item in overrides:

@@ -1,5 +1,6 @@
 """Datasets that ship with equivar, are generated on demand by a real physics code, or are read
-from a PyPI package (no download at run time): one module per dataset.
+from a PyPI package (no download at run time): one module per dataset (the N-body simulator
+has one of its own, :mod:`~equivar.data.datasets.nbody_simulation`).
 
 Names are resolved lazily, so importing this package does no work.
 """

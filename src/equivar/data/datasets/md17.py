@@ -153,7 +153,7 @@ def load_md17(
         (50, ['cell', 'edge_index', 'energy', 'forces'])
     """
     from equivar.data.dataset import AtomsDataset
-    from equivar.data.io import _read_npz
+    from equivar.data.io import iread
 
     name = _molecule_name(molecule)
     if split is not None and split not in _SPLITS:
@@ -166,7 +166,7 @@ def load_md17(
             f"`python3 datasets/make_md17_xtb.py {name} --out-dir {folder}` or pass root=/ set "
             "EQUIVAR_MD17_DIR to the folder holding it"
         )
-    frames = _read_npz(path, ":")  # ase.Atoms with energy and forces, as equivar.data.read
+    frames = list(iread(path))  # ase.Atoms with energy and forces, as equivar.data.read
     if split is not None:  # graphs are built for the chosen frames only
         indices = md17_splits(len(frames), train_size, n_valid=n_valid, n_test=n_test,
                               seed=seed, mode=mode)  # fmt: skip

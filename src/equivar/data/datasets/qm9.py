@@ -37,11 +37,9 @@ molecules of a part, so smaller training sets are nested in larger ones.
 
 from __future__ import annotations
 
-import difflib
 import importlib.metadata
 import importlib.util
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -49,6 +47,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from ase.units import Hartree
 
+from equivar._suggest import did_you_mean
+from equivar.atomic import atomic_write
 from equivar.cache import cache_dir as equivar_cache_dir
 
 if TYPE_CHECKING:
@@ -250,17 +250,8 @@ def build_cache(path: str | os.PathLike | None = None, *, nrows: int | None = No
     check_units(table)
     arrays = _table_arrays(table)
     dest = Path(path) if path is not None else cache_path()
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=dest.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, **arrays)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a cache is meant to be shared
-        os.replace(tmp, dest)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    # 0o644: a temporary file is private, but a cache is meant to be shared
+    atomic_write(dest, lambda handle: np.savez(handle, **arrays), mode=0o644)
     return dest
 
 
@@ -337,8 +328,8 @@ def _check_targets(targets: Sequence[str] | None) -> list[str]:
         names = [targets] if isinstance(targets, str) else list(targets)
     for name in names:
         if name not in TARGETS:
-            close = difflib.get_close_matches(str(name), list(TARGETS), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            suggestion = did_you_mean(name, TARGETS)
+            hint = f" ({suggestion})" if suggestion else ""
             raise ValueError(f"unknown QM9 target {name!r}{hint}; choose from {list(TARGETS)}")
     return names
 
