@@ -51,17 +51,14 @@ DEFAULT_N_ROTATIONS = 3
 
 
 class Deviation(NamedTuple):
-    """The worst deviation of one output under one kind of transformation (Python floats).
+    """The worst deviation of one output under one kind of transformation (Python floats)."""
 
-    Attributes:
-        error: the relative error ``max_diff / max(scale, floor)`` (what the assertion compares
-            with ``rtol``).
-        max_diff: ``max|f(g.x) - g.f(x)|``, in the output's units.
-        scale: ``max|g.f(x)|`` of the same draw.
-    """
-
+    #: the relative error ``max_diff / max(scale, floor)`` (what the assertion compares with
+    #: ``rtol``)
     error: float
+    #: ``max|f(g.x) - g.f(x)|``, in the output's units
     max_diff: float
+    #: ``max|g.f(x)|`` of the same draw
     scale: float
 
 
