@@ -96,6 +96,29 @@ def md17_peer_rows(path: str = MD17_PEERS_JSON) -> list[list[str]]:
     return out
 
 
+#: the training step's CPU cost beside the peers (``train_speed.py``)
+TRAIN_SPEED_JSON = "benchmarks/results/train_speed_peers_2026-12-07.json"
+
+
+def train_speed_rows(path: str = TRAIN_SPEED_JSON) -> list[list[str]]:
+    """One row per system: equivar's training step in CPU ms beside MACE's and NequIP's."""
+    names = {"mace": "MACE", "nequip": "NequIP"}
+    rows = _load(path)["rows"]
+    out = []
+    for system in dict.fromkeys(r["system"] for r in rows):
+        got = {r["model"]: r for r in rows if r["system"] == system}
+        if "equivar" not in got:
+            continue
+        ours = got["equivar"]
+        others = ", ".join(f"{names.get(m, m)} {r['ms_per_step']:.0f} ms "
+                           f"({r['ms_per_step'] / ours['ms_per_step']:.1f}x)"
+                           for m, r in got.items() if m != "equivar")  # fmt: skip
+        out.append([f"Training step, {system} (MD17), batch {ours['batch']}, one CPU thread "
+                    "(forces by autograd, optimiser step)", f"{ours['ms_per_step']:.0f} ms",
+                    others, f"`{path}`"])
+    return out
+
+
 def nbody_rows(path: str, label: str = "") -> list[list[str]]:
     """Charged 5-body, 1000 steps ahead: the standard test set and the fresh ones."""
     out = []
@@ -120,6 +143,8 @@ def table() -> str:
     rows = md17_rows()
     if (ROOT / MD17_PEERS_JSON).exists():
         rows += md17_peer_rows()
+    if (ROOT / TRAIN_SPEED_JSON).exists():
+        rows += train_speed_rows()
     for path, label in NBODY_JSONS:
         if (ROOT / path).exists():
             rows += nbody_rows(path, label)
