@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import difflib
 import importlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
@@ -11,6 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from equivar._suggest import did_you_mean
 from equivar.models.potential import PotentialModel
 from equivar.models.property import PropertyModel
 from equivar.nn.embedding import resolve_species
@@ -70,8 +70,8 @@ def check_options(options: Mapping[str, Any], allowed: Sequence[str], model: str
     if unknown:
         hints = []
         for k in unknown:
-            close = difflib.get_close_matches(k, list(allowed), n=1)
-            hints.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+            hint = did_you_mean(k, allowed)
+            hints.append(f"{k!r}" + (f" ({hint})" if hint else ""))
         raise ValueError(f"unknown option(s) {', '.join(hints)} for build({model!r}); "
                          f"valid: {sorted(allowed)}")
 
@@ -125,7 +125,16 @@ def _float64_construction() -> Iterator[None]:
         torch.set_default_dtype(previous)
 
 
-def _construct(cls, opts: dict[str, Any], name: str) -> nn.Module:
+def construct(cls: type[nn.Module], opts: dict[str, Any], name: str) -> nn.Module:
+    """``cls(**opts, config=...)`` built in float64 and cast to ``opts["dtype"]`` (see
+    :func:`_float64_construction`), with ``config`` the plain-data options that rebuild it
+    (``build(config["name"], **rest)``): how every builder ends.
+
+    Args:
+        cls: the model class; it takes the resolved options and ``config`` as keywords.
+        opts: resolved options (``dtype`` is taken out of them; default: torch's default).
+        name: the model's name in :data:`BUILDERS`, stored as ``config["name"]``.
+    """
     dtype = _resolve_dtype(opts.pop("dtype", None))
     config = _to_config({"name": name, **opts, "dtype": str(dtype).removeprefix("torch.")})
     with _float64_construction():
@@ -144,7 +153,7 @@ def build_potential(**options: Any) -> PotentialModel:
     allowed = (*_COMMON, "atomic_energies", "energy_scale", "zbl", "forces", "stress",
                "layer_readouts")  # fmt: skip
     opts = _build_trunk_options({"cutoff": 5.0, **options}, allowed, "potential", energy=True)
-    return _construct(PotentialModel, opts, "potential")
+    return construct(PotentialModel, opts, "potential")
 
 
 def build_property(**options: Any) -> PropertyModel:
@@ -158,7 +167,7 @@ def build_property(**options: Any) -> PropertyModel:
     if "targets" not in options:
         raise ValueError("build('property') needs targets={name: kind}, e.g. {'U0': 'sum'}")
     opts = _build_trunk_options({"cutoff": 5.0, **options}, allowed, "property")
-    return _construct(PropertyModel, opts, "property")
+    return construct(PropertyModel, opts, "property")
 
 
 def _to_config(options: Mapping[str, Any]) -> dict[str, Any]:
@@ -236,7 +245,7 @@ def build(name: str, **options: Any) -> nn.Module:
         ValueError: unknown model name or option (with the closest valid one), bad values.
     """
     if name not in BUILDERS:
-        close = difflib.get_close_matches(name, list(BUILDERS), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        hint = did_you_mean(name, BUILDERS)
+        hint = f" ({hint})" if hint else ""
         raise ValueError(f"unknown model {name!r}{hint}; available: {sorted(BUILDERS)}")
     return _builder(name)(**options)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -10,9 +9,10 @@ import torch
 from torch import nn
 
 from equivar import keys
+from equivar._suggest import did_you_mean
 from equivar.data.datasets.nbody import VELOCITIES
 from equivar.models.backbone import hidden_irreps
-from equivar.models.build import _construct, check_options
+from equivar.models.build import check_options, construct
 from equivar.nn.attention import SE3TransformerBlock
 from equivar.nn.egnn import EGNNLayer
 from equivar.nn.harmonics import EdgeSphericalHarmonics
@@ -71,8 +71,8 @@ class _EGNNTrunk(nn.Module):
                  carry_velocity: bool = False, share_weights: bool = False) -> None:
         super().__init__()
         if edge_features not in EDGE_FEATURES:
-            close = difflib.get_close_matches(str(edge_features), EDGE_FEATURES, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            hint = did_you_mean(str(edge_features), EDGE_FEATURES)
+            hint = f" ({hint})" if hint else ""
             raise ValueError(f"unknown edge_features {edge_features!r}{hint}; choose one of "
                              f"{EDGE_FEATURES}")
         if not softening > 0:
@@ -266,8 +266,8 @@ class NBodyModel(nn.Module):
         elif layer == "linear":
             self.trunk = _LinearTrunk(self.predict_velocity)
         else:
-            close = difflib.get_close_matches(str(layer), LAYERS, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            hint = did_you_mean(str(layer), LAYERS)
+            hint = f" ({hint})" if hint else ""
             raise ValueError(f"unknown layer {layer!r}{hint}; choose one of {LAYERS}")
         #: the options this model was built with (a checkpoint stores them to rebuild it)
         self.config = dict(config or {})
@@ -365,4 +365,4 @@ def build_nbody(**options: Any) -> NBodyModel:
         raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(NBODY_PRESETS)}")
     opts = {"layer": "egnn", **NBODY_PRESETS[preset], **options}
     opts["radial_hidden"] = tuple(opts["radial_hidden"])
-    return _construct(NBodyModel, opts, "nbody")
+    return construct(NBodyModel, opts, "nbody")

@@ -30,7 +30,8 @@ from torch import nn
 from equivar.heads.antisymmetric import SlaterDeterminantHead
 from equivar.heads.jastrow import ElectronCuspJastrow
 from equivar.heads.symmetric import SymmetricHead
-from equivar.models.build import _construct, check_options
+from equivar.models.build import check_options, construct
+from equivar.models.systems import Molecule, get_system
 
 #: ansatz sizes: determinants, one- and two-electron stream widths, layers
 PRESETS: dict[str, dict[str, Any]] = {
@@ -121,8 +122,6 @@ class WavefunctionModel(nn.Module):
                  num_layers: int, features: str, particles: str, jastrow: bool,
                  envelope: str, config: dict) -> None:
         super().__init__()
-        from equivar.qmc.systems import Molecule  # plain-data module; no import cycle
-
         mol = Molecule.from_dict(system)
         self.system, self.config = mol, config
         self.n_up, self.n_down, self.n_elec = mol.n_up, mol.n_down, mol.n_elec
@@ -224,8 +223,6 @@ def build_wavefunction(**options: Any) -> WavefunctionModel:
     Raises:
         ValueError: a missing system, unknown options (with the closest valid one) or values.
     """
-    from equivar.qmc.systems import Molecule, get_system
-
     check_options(options, _OPTIONS, "wavefunction")  # unknown options, with hints
     if "system" not in options:
         raise ValueError("build('wavefunction') needs system=, e.g. equivar.qmc.atom('He')")
@@ -245,4 +242,4 @@ def build_wavefunction(**options: Any) -> WavefunctionModel:
     for key in ("n_determinants", "hidden_one", "hidden_two", "num_layers"):
         if int(opts[key]) != opts[key] or opts[key] < 1:
             raise ValueError(f"{key} must be a positive integer, got {opts[key]!r}")
-    return _construct(WavefunctionModel, opts, "wavefunction")
+    return construct(WavefunctionModel, opts, "wavefunction")

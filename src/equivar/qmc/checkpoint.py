@@ -18,7 +18,7 @@ from torch import nn
 
 from equivar._version import versions
 from equivar.atomic import atomic_save
-from equivar.train.checkpoint import read_checkpoint
+from equivar.models.checkpoint import read_checkpoint
 
 __all__ = ["load_checkpoint", "load_wavefunction", "save_checkpoint"]
 
@@ -35,11 +35,8 @@ def _to(value: Any, device: str | torch.device | None) -> Any:
         return type(value)(_to(v, device) for v in value)
     return value
 
+
 _KEYS = ("state_dict", "config", "versions", "run")
-
-
-def _versions() -> dict[str, str]:
-    return versions()
 
 
 def save_checkpoint(path: str | os.PathLike, wavefunction: nn.Module, config: dict[str, Any],
@@ -57,7 +54,7 @@ def save_checkpoint(path: str | os.PathLike, wavefunction: nn.Module, config: di
         the path written.
     """
     record = {"state_dict": wavefunction.state_dict(), "config": config,
-              "versions": _versions(), "run": run or {}}
+              "versions": versions(), "run": run or {}}
     atomic_save(record, path)
     return Path(path)
 

@@ -19,14 +19,14 @@ import torch
 from ase.calculators.calculator import Calculator, all_changes
 
 from equivar import keys as K
-from equivar.data.graph import _full_to_voigt, atoms_fields, checked_graph
+from equivar.data.graph import atoms_fields, checked_graph, full_to_voigt
 from equivar.data.validation import check_positions, check_species
 
 if TYPE_CHECKING:
     import ase
     from torch_geometric.data import Data
 
-__all__ = ["EquivarCalculator"]
+__all__ = ["EquivarCalculator", "as_calculator"]
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -34,7 +34,7 @@ _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 def _load_checkpoint(path: str | Path, dtype: torch.dtype | None = None) -> torch.nn.Module:
     """Rebuild a potential from a checkpoint (``equivar.train.load_checkpoint``'s format and
     errors), refusing other kinds of model. ``dtype`` rebuilds rather than casts."""
-    from equivar.train.checkpoint import model_from_checkpoint_data, read_checkpoint
+    from equivar.models.checkpoint import model_from_checkpoint_data, read_checkpoint
 
     data = read_checkpoint(path)
     name = data["config"].get("name")
@@ -79,7 +79,7 @@ def _expand(model_or_checkpoint: Any) -> list[Any]:
     members: list[Any] = []
     for item in items:
         if isinstance(item, (str, Path)) and Path(item).is_dir():
-            from equivar.train.committee import committee_checkpoints
+            from equivar.models.committee import committee_checkpoints
 
             members += committee_checkpoints(item)
         else:
@@ -99,7 +99,7 @@ def _prepare(member: Any, device: torch.device, dtype: torch.dtype | None) -> to
     needs converting is deep-copied first, so the caller's model is never changed in place.
     Exported potentials (``.pt2``) run as exported: their device and dtype cannot change.
     """
-    from equivar.train.export import ExportedPotential, load_exported
+    from equivar.models.exported import ExportedPotential, load_exported
 
     if isinstance(member, (str, Path)) and Path(member).suffix == ".pt2":
         member = load_exported(member)
@@ -300,8 +300,8 @@ class EquivarCalculator(Calculator):
             mean = values.mean(axis=0)
             std = values.std(axis=0) if len(member_results) > 1 else None
             if name == "stress":
-                mean = _full_to_voigt(mean)  # [6]
-                std = None if std is None else _full_to_voigt(std)
+                mean = full_to_voigt(mean)  # [6]
+                std = None if std is None else full_to_voigt(std)
             results[name] = float(mean) if name == "energy" else mean
             if std is not None and name != "energies":
                 results[f"{name}_std"] = float(std) if name == "energy" else std
@@ -349,3 +349,10 @@ class EquivarCalculator(Calculator):
         for start in range(0, len(items), size):
             results += self._evaluate(items[start : start + size], False, offset=start)
         return results
+
+
+def as_calculator(model_or_checkpoint: Any, **options: Any) -> EquivarCalculator:
+    """``model_or_checkpoint`` itself if it is a calculator, else a new one with ``options``."""
+    if isinstance(model_or_checkpoint, EquivarCalculator):
+        return model_or_checkpoint
+    return EquivarCalculator(model_or_checkpoint, **options)

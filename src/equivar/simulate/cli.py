@@ -31,12 +31,15 @@ def _md(args: argparse.Namespace) -> int:
         atoms = ase.io.read(structure, index=args.index)
     except (ValueError, IndexError, KeyError) as err:  # unknown format, bad index, bad content
         raise ValueError(f"structure {str(structure)!r} (index {args.index}): {err}") from err
+    except StopIteration:  # ASE's answer to an index past the last frame
+        raise ValueError(f"structure {str(structure)!r} has no frame at index {args.index} "
+                         "(--index counts from 0; -1 is the last)") from None
     model = args.checkpoint
     if args.aoti:  # the .pt2's compiled build: machine code, so only when asked for
         if Path(args.checkpoint).suffix != ".pt2":
             raise ValueError(f"--aoti runs the AOTInductor build of a .pt2 export, not "
                              f"{args.checkpoint!r}")
-        from equivar.train.export import load_exported
+        from equivar.models.exported import load_exported
 
         model = load_exported(args.checkpoint, backend="aoti")
     result = run_md(

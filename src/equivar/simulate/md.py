@@ -3,8 +3,7 @@
 ``run_md`` drives ASE's ``VelocityVerlet`` (NVE), ``Langevin`` (NVT) or ``IsotropicMTKNPT``
 (NPT: Martyna-Tobias-Klein equations with Nose-Hoover chains, isotropic cell) with an
 :class:`~equivar.simulate.EquivarCalculator`, writes an extxyz trajectory and returns the logged
-observables. ``relax_batch`` relaxes many structures at once with ASE's FIRE algorithm, one
-batched model call per step.
+observables. (``relax_batch``, batched FIRE relaxation, lives in :mod:`equivar.simulate.relax`.)
 """
 
 from __future__ import annotations
@@ -17,7 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from equivar.simulate.calculator import EquivarCalculator
+from equivar.simulate.calculator import as_calculator
+from equivar.simulate.relax import relax_batch  # noqa: F401 (re-exported: its old home)
+from equivar.simulate.settings import check_positive
 
 if TYPE_CHECKING:
     import ase
@@ -90,20 +91,6 @@ class MDBlowUpError(ValueError):
     """MD stopped because the system blew up: non-finite energies or positions, or a
     temperature far above any the run asked for (too large a time step, atoms too close, a
     model outside its training data). A ``ValueError``: the cause is the run's input."""
-
-
-def _positive(name: str, value: Any, integer: bool = False, allow_zero: bool = False) -> None:
-    kinds = (int, np.integer) if integer else (int, float, np.integer, np.floating)
-    ok = isinstance(value, kinds) and not isinstance(value, bool) and np.isfinite(value)
-    if not ok or value < 0 or (value == 0 and not allow_zero):
-        want = "an integer" if integer else "a finite number"
-        raise ValueError(f"{name} must be {want} {'>= 0' if allow_zero else '> 0'}, got {value!r}")
-
-
-def _calculator(model_or_checkpoint: Any, **options: Any) -> EquivarCalculator:
-    if isinstance(model_or_checkpoint, EquivarCalculator):
-        return model_or_checkpoint
-    return EquivarCalculator(model_or_checkpoint, **options)
 
 
 def _integrator(atoms, ensemble, dt_fs, temperature_K, options, rng):
@@ -227,100 +214,29 @@ def run_md(
         [0.0, 5.0, 10.0]
     """
     import ase
-    import ase.io
-    from ase import units
     from ase.md import MDLogger
     from tqdm.auto import tqdm
 
     if not isinstance(atoms, ase.Atoms):
         raise TypeError(f"atoms must be an ase.Atoms, got {type(atoms).__name__}")
-    if ensemble not in ENSEMBLES:
-        raise ValueError(f"ensemble must be one of {sorted(ENSEMBLES)}, got {ensemble!r}")
-    _positive("steps", steps, integer=True, allow_zero=True)
-    _positive("dt_fs", dt_fs)
-    _positive("temperature_K", temperature_K, allow_zero=ensemble == "nve")
-    if dt_fs > MAX_DT_FS:
-        raise ValueError(f"dt_fs={dt_fs:g} fs is above {MAX_DT_FS:g} fs: atomistic MD needs a "
-                         "time step well below the fastest vibration (~11 fs for C-H); use "
-                         "0.5-2 fs")
-    if temperature_K > MAX_TEMPERATURE_K:
-        raise ValueError(f"temperature_K={temperature_K:g} K is above {MAX_TEMPERATURE_K:g} K, "
-                         "where no molecule or solid holds together")
-    limit = max(10.0 * temperature_K, 2000.0) if max_temperature_K is None else max_temperature_K
-    _positive("max_temperature_K", limit)
-    _positive("log_interval", log_interval, integer=True)
-    if trajectory_interval is not None:
-        _positive("trajectory_interval", trajectory_interval, integer=True)
-    if trajectory is not None and Path(trajectory).is_dir():
-        raise ValueError(f"trajectory {str(trajectory)!r} is a folder; name the file to write")
-    if ensemble == "nvt":
-        _positive("friction_per_fs", friction_per_fs)
-    if ensemble == "npt":
-        if not np.all(atoms.pbc):
-            raise ValueError(f"ensemble 'npt' needs a fully periodic cell, got pbc={atoms.pbc}")
-        if not np.isfinite(pressure_GPa):
-            raise ValueError(f"pressure_GPa must be finite, got {pressure_GPa!r}")
-        for name, value in (("tdamp_fs", tdamp_fs), ("pdamp_fs", pdamp_fs)):
-            if value is not None:
-                _positive(name, value)
-
-    calc = _calculator(model_or_checkpoint, device=device, dtype=dtype, skin=skin)
-    work = atoms.copy()
-    work.calc = calc
-    rng = np.random.default_rng(seed)
-    _initial_velocities(work, temperature_K, rng)
     options = dict(friction_per_fs=friction_per_fs, pressure_GPa=pressure_GPa,
                    tdamp_fs=tdamp_fs, pdamp_fs=pdamp_fs)  # fmt: skip
+    limit = _check_settings(atoms, ensemble, steps, dt_fs, temperature_K, options,
+                            max_temperature_K, log_interval, trajectory, trajectory_interval)
+    work = atoms.copy()
+    work.calc = as_calculator(model_or_checkpoint, device=device, dtype=dtype, skin=skin)
+    rng = np.random.default_rng(seed)
+    _initial_velocities(work, temperature_K, rng)
     dyn = _integrator(work, ensemble, dt_fs, temperature_K, options, rng)
 
-    log: dict[str, list[float]] = {k: [] for k in ("t", "epot", "ekin", "T", "V", "P")}
     bar = tqdm(total=steps, disable=not progress, unit="step", desc=f"MD {ensemble}")
-
-    def record() -> None:
-        log["t"].append(dyn.nsteps * dt_fs)
-        log["epot"].append(work.get_potential_energy())
-        log["ekin"].append(work.get_kinetic_energy())
-        log["T"].append(work.get_temperature())
-        log["V"].append(work.get_volume() if work.pbc.all() else 0.0)
-        if ensemble == "npt":  # the barostat's stress is computed anyway (cached)
-            stress = work.get_stress(include_ideal_gas=True)  # Voigt, eV/Angstrom^3
-            log["P"].append(-float(np.mean(stress[:3])) / units.GPa)
-        etot = log["epot"][-1] + log["ekin"][-1]
-        # refresh=False: the bar redraws at tqdm's own pace, not at every log
-        bar.set_postfix(T=f"{log['T'][-1]:.0f} K", E=f"{etot:.4f}", refresh=False)
-
-    def guard() -> None:  # every step: a blow-up stops the run where it starts
-        temperature = work.get_temperature()
-        energy = work.get_potential_energy()
-        if np.isfinite(temperature) and np.isfinite(energy) and temperature <= limit \
-                and np.isfinite(work.positions).all():
-            return
-        kept = f"; the trajectory up to there is in {trajectory}" if trajectory else ""
-        raise MDBlowUpError(
-            f"MD stopped at step {dyn.nsteps} ({dyn.nsteps * dt_fs:g} fs): the system blew up "
-            f"(temperature {temperature:.3g} K, limit {limit:.3g} K; potential energy "
-            f"{energy:.6g} eV){kept}. Likely causes: the time step ({dt_fs:g} fs) is too "
-            "large, atoms start too close, or the model is outside its training data; "
-            "max_temperature_K raises the limit if the heat is intended")
-
-    dyn.attach(guard, interval=1)
+    log, record = _recorder(dyn, work, ensemble, dt_fs, bar)
+    dyn.attach(_guard(dyn, work, dt_fs, limit, trajectory), interval=1)
     dyn.attach(record, interval=log_interval)
     dyn.attach(lambda: bar.update(dyn.nsteps - bar.n), interval=1)
-    handle = None
-    if trajectory is not None:
-        trajectory = Path(trajectory)
-        trajectory.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(trajectory, "w", encoding="utf-8")  # noqa: SIM115 - closed below
-
-        def write_frame() -> None:
-            work.info["md_step"] = dyn.nsteps
-            work.info["time_fs"] = dyn.nsteps * dt_fs
-            frame = io.StringIO()
-            ase.io.write(frame, work, format="extxyz")
-            handle.write(frame.getvalue())  # one write: Ctrl-C leaves whole frames only
-            handle.flush()
-
-        dyn.attach(write_frame, interval=trajectory_interval or log_interval)
+    trajectory = None if trajectory is None else Path(trajectory)
+    handle = None if trajectory is None else _attach_trajectory(
+        dyn, work, trajectory, dt_fs, trajectory_interval or log_interval)
     if logfile is not None:
         logger = MDLogger(dyn, work, str(logfile), header=True, stress=False, peratom=False)
         dyn.attach(logger, interval=log_interval)
@@ -348,83 +264,103 @@ def run_md(
     )
 
 
-def relax_batch(
-    model_or_checkpoint: Any,
-    structures: list[ase.Atoms],
-    *,
-    fmax: float = 0.05,
-    steps: int = 500,
-    maxstep: float = 0.2,
-    dt: float = 0.1,
-    **calculator_options: Any,
-) -> tuple[list[ase.Atoms], list[int]]:
-    """Relax the positions of many structures at once: ASE's FIRE algorithm per structure, the
-    forces of all unconverged structures from one batched model call per step.
+def _check_settings(atoms, ensemble: str, steps: int, dt_fs: float, temperature_K: float,
+                    options: dict[str, Any], max_temperature_K: float | None, log_interval: int,
+                    trajectory, trajectory_interval: int | None) -> float:
+    """Refuse invalid :func:`run_md` settings (``options``: friction, pressure and damping);
+    returns the blow-up temperature limit."""
+    if ensemble not in ENSEMBLES:
+        raise ValueError(f"ensemble must be one of {sorted(ENSEMBLES)}, got {ensemble!r}")
+    check_positive("steps", steps, integer=True, allow_zero=True)
+    check_positive("dt_fs", dt_fs)
+    check_positive("temperature_K", temperature_K, allow_zero=ensemble == "nve")
+    if dt_fs > MAX_DT_FS:
+        raise ValueError(f"dt_fs={dt_fs:g} fs is above {MAX_DT_FS:g} fs: atomistic MD needs a "
+                         "time step well below the fastest vibration (~11 fs for C-H); use "
+                         "0.5-2 fs")
+    if temperature_K > MAX_TEMPERATURE_K:
+        raise ValueError(f"temperature_K={temperature_K:g} K is above {MAX_TEMPERATURE_K:g} K, "
+                         "where no molecule or solid holds together")
+    limit = max(10.0 * temperature_K, 2000.0) if max_temperature_K is None else max_temperature_K
+    check_positive("max_temperature_K", limit)
+    check_positive("log_interval", log_interval, integer=True)
+    if trajectory_interval is not None:
+        check_positive("trajectory_interval", trajectory_interval, integer=True)
+    if trajectory is not None and Path(trajectory).is_dir():
+        raise ValueError(f"trajectory {str(trajectory)!r} is a folder; name the file to write")
+    if ensemble == "nvt":
+        check_positive("friction_per_fs", options["friction_per_fs"])
+    if ensemble == "npt":
+        if not np.all(atoms.pbc):
+            raise ValueError(f"ensemble 'npt' needs a fully periodic cell, got pbc={atoms.pbc}")
+        if not np.isfinite(options["pressure_GPa"]):
+            raise ValueError(f"pressure_GPa must be finite, got {options['pressure_GPa']!r}")
+        for name in ("tdamp_fs", "pdamp_fs"):
+            if options[name] is not None:
+                check_positive(name, options[name])
+    return limit
 
-    Each structure follows exactly the steps ``ase.optimize.FIRE(atoms, dt=dt, maxstep=maxstep)``
-    would take (same parameters: dtmax 1, Nmin 5, finc 1.1, fdec 0.5, astart 0.1, fa 0.99); the
-    cell is kept fixed; ASE constraints are not applied.
 
-    Args:
-        model_or_checkpoint: a potential, checkpoint path, committee or :class:`EquivarCalculator`.
-        structures: the structures (not modified).
-        fmax: convergence threshold on the largest atomic force (eV/Angstrom).
-        steps: the most FIRE steps per structure.
-        maxstep, dt: FIRE's largest step (Angstrom) and initial time step (ASE units).
-        **calculator_options: ``device``, ``dtype`` ... for a new calculator.
+def _recorder(dyn, work, ensemble: str, dt_fs: float, bar):
+    """``(log, record)``: ``record()`` appends the observables of the current step to ``log``
+    (time, potential and kinetic energy, temperature, volume; pressure for NPT) and shows the
+    temperature and total energy on the progress ``bar``."""
+    from ase import units
 
-    Returns:
-        ``(relaxed, n_steps)``: copies with their final energy and forces on a
-        ``SinglePointCalculator``, and the FIRE steps each took (``steps`` if not converged).
-    """
-    from ase.calculators.singlepoint import SinglePointCalculator
+    log: dict[str, list[float]] = {k: [] for k in ("t", "epot", "ekin", "T", "V", "P")}
 
-    _positive("fmax", fmax)
-    _positive("steps", steps, integer=True, allow_zero=True)
-    calc = _calculator(model_or_checkpoint, **calculator_options)
-    work = [a.copy() for a in structures]
-    state = [dict(v=None, dt=dt, a=0.1, n=0) for _ in work]
-    n_steps = [steps] * len(work)
-    results: list[dict | None] = [None] * len(work)
-    active = list(range(len(work)))
-    for step in range(steps + 1):
-        for k, res in zip(active, calc.calculate_batch([work[k] for k in active]), strict=True):
-            results[k] = res
-        still = []
-        for k in active:
-            f = results[k]["forces"]
-            if np.sqrt((f**2).sum(axis=1)).max() < fmax:
-                n_steps[k] = step
-                continue
-            if step == steps:
-                continue
-            still.append(k)
-            s = state[k]
-            if s["v"] is None:
-                s["v"] = np.zeros_like(f)
-            else:  # ase.optimize.FIRE.step, without the optional downhill check
-                vf = np.vdot(f, s["v"])
-                if vf > 0.0:
-                    s["v"] = (1.0 - s["a"]) * s["v"] + s["a"] * f / np.sqrt(
-                        np.vdot(f, f)
-                    ) * np.sqrt(np.vdot(s["v"], s["v"]))
-                    if s["n"] > 5:
-                        s["dt"] = min(s["dt"] * 1.1, 1.0)
-                        s["a"] *= 0.99
-                    s["n"] += 1
-                else:
-                    s["v"][:] = 0.0
-                    s["a"], s["dt"], s["n"] = 0.1, s["dt"] * 0.5, 0
-            s["v"] += s["dt"] * f
-            dr = s["dt"] * s["v"]
-            norm = np.sqrt(np.vdot(dr, dr))
-            if norm > maxstep:
-                dr = maxstep * dr / norm
-            work[k].positions = work[k].positions + dr
-        active = still
-        if not active:
-            break
-    for atoms, res in zip(work, results, strict=True):
-        keep = {k: v for k, v in res.items() if k in ("energy", "free_energy", "forces", "stress")}
-        atoms.calc = SinglePointCalculator(atoms, **keep)
-    return work, n_steps
+    def record() -> None:
+        log["t"].append(dyn.nsteps * dt_fs)
+        log["epot"].append(work.get_potential_energy())
+        log["ekin"].append(work.get_kinetic_energy())
+        log["T"].append(work.get_temperature())
+        log["V"].append(work.get_volume() if work.pbc.all() else 0.0)
+        if ensemble == "npt":  # the barostat's stress is computed anyway (cached)
+            stress = work.get_stress(include_ideal_gas=True)  # Voigt, eV/Angstrom^3
+            log["P"].append(-float(np.mean(stress[:3])) / units.GPa)
+        etot = log["epot"][-1] + log["ekin"][-1]
+        # refresh=False: the bar redraws at tqdm's own pace, not at every log
+        bar.set_postfix(T=f"{log['T'][-1]:.0f} K", E=f"{etot:.4f}", refresh=False)
+
+    return log, record
+
+
+def _guard(dyn, work, dt_fs: float, limit: float, trajectory):
+    """A step observer that raises :class:`MDBlowUpError` where a blow-up starts (non-finite
+    energy or positions, or a temperature above ``limit``)."""
+
+    def guard() -> None:  # every step: a blow-up stops the run where it starts
+        temperature = work.get_temperature()
+        energy = work.get_potential_energy()
+        if np.isfinite(temperature) and np.isfinite(energy) and temperature <= limit \
+                and np.isfinite(work.positions).all():
+            return
+        kept = f"; the trajectory up to there is in {trajectory}" if trajectory else ""
+        raise MDBlowUpError(
+            f"MD stopped at step {dyn.nsteps} ({dyn.nsteps * dt_fs:g} fs): the system blew up "
+            f"(temperature {temperature:.3g} K, limit {limit:.3g} K; potential energy "
+            f"{energy:.6g} eV){kept}. Likely causes: the time step ({dt_fs:g} fs) is too "
+            "large, atoms start too close, or the model is outside its training data; "
+            "max_temperature_K raises the limit if the heat is intended")
+
+    return guard
+
+
+def _attach_trajectory(dyn, work, trajectory: Path, dt_fs: float, interval: int):
+    """Open ``trajectory`` (overwritten) and write an extxyz frame every ``interval`` steps;
+    returns the open file, which the caller closes."""
+    import ase.io
+
+    trajectory.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(trajectory, "w", encoding="utf-8")  # noqa: SIM115 - the caller closes it
+
+    def write_frame() -> None:
+        work.info["md_step"] = dyn.nsteps
+        work.info["time_fs"] = dyn.nsteps * dt_fs
+        frame = io.StringIO()
+        ase.io.write(frame, work, format="extxyz")
+        handle.write(frame.getvalue())  # one write: Ctrl-C leaves whole frames only
+        handle.flush()
+
+    dyn.attach(write_frame, interval=interval)
+    return handle

@@ -12,23 +12,31 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-from torch import nn
 
+from equivar.atomic import atomic_write_text
+
+# the committee model and the member folders are read by simulation too: they live in models
+from equivar.models.checkpoint import load_checkpoint
+from equivar.models.committee import MEMBER, CommitteeModel, committee_checkpoints  # noqa: F401
 from equivar.train.config import TrainConfig
+from equivar.train.datasets import resolve_datasets
+from equivar.train.device import precision
+from equivar.train.evaluation import evaluate, metric_table
+from equivar.train.runfiles import LAST
+from equivar.train.trainer import train_one
 
 if TYPE_CHECKING:
-    from equivar.train.loop import DataObject
+    from equivar.train.datasets import DataObject
+
+log = logging.getLogger(__name__)
 
 __all__ = ["CommitteeModel", "committee_checkpoints", "fit_committee", "member_configs"]
-
-MEMBER = "member_{}"
-_MEMBER_RE = re.compile(r"^member_(\d+)$")
 
 
 def member_configs(config: TrainConfig) -> list[TrainConfig]:
@@ -66,8 +74,6 @@ def fit_committee(
         ValueError: a member folder already holds a run and ``resume`` is False (nothing is
             trained then).
     """
-    from equivar.train.loop import LAST, fit
-
     members = member_configs(config)
     if not resume:
         taken = [m.output for m in members if (Path(m.output) / LAST).exists()]
@@ -77,9 +83,10 @@ def fit_committee(
     objects = {"train": train, "valid": valid, "test": test}
     results = []
     for k, member in enumerate(members):
-        print(f"committee member {k + 1}/{len(members)} (seed {member.seed}) -> {member.output}")
-        results.append(fit(member, resume=resume and (Path(member.output) / LAST).exists(),
-                           **objects))
+        log.info("committee member %d/%d (seed %d) -> %s", k + 1, len(members), member.seed,
+                 member.output)
+        results.append(train_one(member, resume and (Path(member.output) / LAST).exists(),
+                                 **objects))
     out = {"output": config.output, "members": results,
            "checkpoints": [r.get("checkpoint") for r in results]}
     if all(out["checkpoints"]):  # rank 0
@@ -87,7 +94,7 @@ def fit_committee(
         record = {"n_members": len(members), "seeds": [m.seed for m in members],
                   "checkpoints": [os.path.relpath(c, config.output) for c in out["checkpoints"]],
                   "member_test": [r.get("test") for r in results], "test": out["test"]}
-        (Path(config.output) / "committee.json").write_text(json.dumps(record, indent=2))
+        atomic_write_text(Path(config.output) / "committee.json", json.dumps(record, indent=2))
     return out
 
 
@@ -96,73 +103,10 @@ def _committee_test(
 ) -> dict[str, float]:
     """Metrics of the committee mean on the members' (shared) test set (``objects``: fit's
     train/valid/test arguments, from which the test set is made as in each member's run)."""
-    from equivar.train.checkpoint import load_checkpoint
-    from equivar.train.evaluation import evaluate, metric_table
-    from equivar.train.loop import _datasets, _precision
-
-    dtype, _ = _precision(config.precision, torch.device("cpu"))
-    _, _, test = _datasets(config, dtype, **objects)
+    dtype, _ = precision(config.precision, torch.device("cpu"))
+    _, _, test = resolve_datasets(config, dtype, **objects)
     model = CommitteeModel([load_checkpoint(c) for c in checkpoints])
     metrics, _ = evaluate(model, test, batch_size=config.data.valid_batch_size)
-    print(f"\ncommittee mean of {len(checkpoints)} members, test metrics:\n"
-          f"{metric_table(metrics)}")
+    log.info("\ncommittee mean of %d members, test metrics:\n%s", len(checkpoints),
+             metric_table(metrics))
     return metrics
-
-
-class CommitteeModel(nn.Module):
-    """The member mean of every output (``model(batch) -> dict``), for evaluation.
-
-    Outputs present in every member are averaged; ``<name>_std`` (over members, ``ddof=0``) is
-    added for each. Members must take the same batches (same cutoff).
-
-    Shapes:
-        as the members' outputs; ``<name>_std`` has the shape of ``<name>``.
-    """
-
-    def __init__(self, members: list[nn.Module]) -> None:
-        super().__init__()
-        if not members:
-            raise ValueError("a committee needs at least one member")
-        self.members = nn.ModuleList(members)
-        self.species = getattr(members[0], "species", None)
-        self.cutoff = getattr(members[0], "cutoff", None)
-
-    def forward(self, data, **kwargs: Any) -> dict[str, torch.Tensor]:
-        outs = [m(data, **kwargs) for m in self.members]
-        names = [k for k in outs[0] if all(k in o for o in outs)]
-        result = {}
-        for name in names:
-            stacked = torch.stack([o[name] for o in outs])  # [n_members, ...]
-            result[name] = stacked.mean(0)
-            result[f"{name}_std"] = stacked.std(0, unbiased=False)
-        return result
-
-
-def committee_checkpoints(path: str | os.PathLike) -> list[Path]:
-    """The member checkpoints of a committee folder, in member order.
-
-    ``path`` may be a committee output (``member_k/best.pt``), a single run's folder
-    (``best.pt``) or a checkpoint file (returned as is).
-
-    Raises:
-        FileNotFoundError: no such path.
-        ValueError: a folder with neither, or a member without ``best.pt`` (unfinished).
-    """
-    path = Path(path)
-    if path.is_file():
-        return [path]
-    if not path.is_dir():
-        raise FileNotFoundError(f"{str(path)!r} does not exist")
-    members = sorted(
-        (int(m.group(1)), p) for p in path.iterdir()
-        if p.is_dir() and (m := _MEMBER_RE.match(p.name))
-    )
-    if members:
-        missing = [str(p) for _, p in members if not (p / "best.pt").is_file()]
-        if missing:
-            raise ValueError(f"committee member(s) {missing} have no best.pt (unfinished?)")
-        return [p / "best.pt" for _, p in members]
-    if (path / "best.pt").is_file():
-        return [path / "best.pt"]
-    raise ValueError(f"folder {str(path)!r} holds neither a committee (member_k/best.pt) nor a "
-                     "run (best.pt)")

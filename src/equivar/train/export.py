@@ -19,17 +19,11 @@ AOTInductor from C++). Optionally the same file also holds an AOTInductor build 
 (``aoti=True``: generated C++ compiled for this machine's CPU, a few hundred times faster than
 the eager model on small molecules, but tied to the CPU instruction set it was built on).
 
-Program signature (all inputs contiguous; ``n_graphs`` structures in one call):
-    inputs  ``pos [n_nodes, 3]`` float, ``z [n_nodes]`` int64, ``edge_index [2, n_edges]`` int64,
-            ``shifts [n_edges, 3]`` float, ``cell [n_graphs, 3, 3]`` float, ``batch [n_nodes]``
-            int64, ``total_charge [n_graphs]`` float, ``spin [n_graphs]`` float
-    outputs ``energy [n_graphs]``, ``node_energy [n_nodes]``, ``forces [n_nodes, 3]``,
-            ``stress [n_graphs, 3, 3]`` (NaN where the cell has no volume), ``virial [n_graphs,
-            3, 3]``, with the edge convention and units of :mod:`equivar.keys`.
-
-The raw program does not check atomic numbers (an unknown element would index a wrong row);
-:func:`load_exported` wraps it in an :class:`ExportedPotential` that does, and that takes the same
-batches and returns the same dict as the eager model.
+The program's signature (:data:`~equivar.models.exported.INPUTS` ->
+:data:`~equivar.models.exported.OUTPUTS`) and the loader, :func:`load_exported` with its
+:class:`ExportedPotential` (which checks atomic numbers, takes the same batches and returns the
+same dict as the eager model), live in :mod:`equivar.models.exported`, below the tasks, so that
+simulation runs exports without importing training; they are re-exported here.
 """
 
 from __future__ import annotations
@@ -42,19 +36,26 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
-from equivar import keys as K
+from equivar._version import versions
+from equivar.atomic import atomic_write_bytes
+from equivar.models.exported import (  # noqa: F401 (re-exported)
+    FORMAT,
+    INPUTS,
+    METADATA_FILE,
+    OUTPUTS,
+    ExportedPotential,
+    load_exported,
+    program_inputs,
+    read_export,
+    read_metadata,
+)
 
 __all__ = ["ExportedPotential", "export_model", "load_exported", "read_metadata"]
 
-#: names of the program's positional inputs and outputs, in order
-INPUTS = (K.POSITIONS, K.ATOMIC_NUMBERS, K.EDGE_INDEX, K.EDGE_SHIFTS, K.CELL, K.BATCH,
-          K.TOTAL_CHARGE, K.SPIN)  # fmt: skip
-OUTPUTS = (K.ENERGY, K.NODE_ENERGY, K.FORCES, K.STRESS, K.VIRIAL)
-FORMAT = "equivar-exported-potential/1"
-_META = "equivar.json"
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
@@ -81,23 +82,13 @@ def _flat_function(model: nn.Module):
     return run
 
 
-def _as_inputs(data, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, ...]:
-    """The program's inputs from a Data/Batch/dict (defaults filled in, contiguous, cast)."""
-    from equivar.models.inputs import read_inputs
-
-    g = read_inputs(data)
-    f = dict(dtype=dtype, device=device)
-    i = dict(dtype=torch.long, device=device)
-    values = (g.pos.to(**f), g.z.to(**i), g.edge_index.to(**i), g.shifts.to(**f), g.cell.to(**f),
-              g.batch.to(**i), g.total_charge.to(**f), g.spin.to(**f))  # fmt: skip
-    return tuple(v.detach().contiguous() for v in values)
-
-
 def _resolve_model(model_or_checkpoint: Any, dtype: torch.dtype | None) -> nn.Module:
+    """The potential to export: a module (copied and cast when ``dtype`` differs) or a
+    checkpoint's, rebuilt in ``dtype``."""
     from equivar.models.potential import PotentialModel
 
     if isinstance(model_or_checkpoint, (str, os.PathLike)):
-        from equivar.train.checkpoint import model_from_checkpoint_data, read_checkpoint
+        from equivar.models.checkpoint import model_from_checkpoint_data, read_checkpoint
 
         path = str(model_or_checkpoint)
         data = read_checkpoint(path)
@@ -126,11 +117,7 @@ def _example_graph(example: Any, model: nn.Module, dtype: torch.dtype):
     from equivar.data import from_ase
 
     if example is None:
-        from equivar.testing import random_molecule_batch
-
-        species = list(model.species)[:4]
-        return random_molecule_batch(n_graphs=1, n_atoms=5, species=species,
-                                     cutoff=model.cutoff, dtype=dtype, seed=0).get_example(0)
+        return _random_molecule([int(z) for z in model.species][:4], model.cutoff, dtype)
     if isinstance(example, (str, os.PathLike)):
         import ase.io
 
@@ -150,6 +137,36 @@ def _example_graph(example: Any, model: nn.Module, dtype: torch.dtype):
                     f"None, got {type(example).__name__}")
 
 
+def _random_molecule(species: Sequence[int], cutoff: float, dtype: torch.dtype):
+    """The default example: a molecule of 5 atoms drawn from ``species`` (seed 0), each placed
+    0.9-1.8 Angstrom from an earlier one and no closer than 0.9 to any: atoms in general
+    position, so the trace meets no coincidence. (The draws are those of
+    :func:`equivar.testing.random_molecule_batch` with ``n_atoms=5, seed=0``, so exports stay
+    the same as before this builder had its own copy.)
+
+    Shapes:
+        -> pos [5, 3], z [5], edge_index [2, n_edges], shifts [n_edges, 3]
+    """
+    import ase
+
+    from equivar.data import from_ase
+
+    n_atoms, min_distance = 5, 0.9
+    rng = np.random.default_rng(0)
+    rng.integers(n_atoms, n_atoms + 1)  # the fixture's draw of the atom count
+    positions = [np.zeros(3)]
+    while len(positions) < n_atoms:
+        anchor = positions[int(rng.integers(len(positions)))]
+        step = rng.normal(size=3)  # [3]
+        candidate = anchor + step / np.linalg.norm(step) * rng.uniform(min_distance,
+                                                                        2 * min_distance)
+        if np.linalg.norm(np.asarray(positions) - candidate, axis=1).min() >= min_distance:
+            positions.append(candidate)
+    numbers = rng.choice(np.asarray(species), size=n_atoms)
+    atoms = ase.Atoms(numbers=numbers, positions=np.asarray(positions))  # [n_atoms, 3]
+    return from_ase(atoms, cutoff, dtype=dtype)
+
+
 def _max_errors(got: Sequence[torch.Tensor], ref: dict[str, torch.Tensor]) -> dict[str, float]:
     """Largest absolute difference of each output (NaN stress of molecules compared as equal)."""
     out = {}
@@ -162,6 +179,7 @@ def _max_errors(got: Sequence[torch.Tensor], ref: dict[str, torch.Tensor]) -> di
 
 
 def _check(name: str, errors: dict[str, float], ref: dict[str, torch.Tensor], dtype) -> None:
+    """Raise when an output error exceeds the dtype's tolerance, relative to the output's size."""
     tol = 1e-8 if dtype == torch.float64 else 1e-4
     for key, err in errors.items():
         scale = float(torch.nan_to_num(ref[key].detach().abs().double(), nan=0.0).max()) + 1.0
@@ -178,8 +196,8 @@ def _trace_and_check(model: nn.Module, graph, dtype: torch.dtype, device: torch.
     from torch_geometric.data import Batch
 
     # Two copies of the example: every traced size is >= 2, so none is specialised to 0 or 1.
-    pair = _as_inputs(Batch.from_data_list([graph, graph]), dtype, device)
-    single = _as_inputs(Batch.from_data_list([graph]), dtype, device)
+    pair = program_inputs(Batch.from_data_list([graph, graph]), dtype, device)
+    single = program_inputs(Batch.from_data_list([graph]), dtype, device)
     try:
         with torch.no_grad(), fx_config.patch(use_duck_shape=False):
             aten_graph = make_fx(_flat_function(model), tracing_mode="symbolic",
@@ -281,7 +299,7 @@ def export_model(
         "species": [int(z) for z in model.species], "cutoff": float(model.cutoff),
         "dtype": str(dtype).removeprefix("torch."), "device": str(device),
         "stress": model.compute_stress, "config": _plain(getattr(model, "config", {})),
-        "aoti": bool(aoti), "check": checks[-1], "versions": _versions(),
+        "aoti": bool(aoti), "check": checks[-1], "versions": versions(),
     }  # fmt: skip
     aoti_files = None
     if aoti:
@@ -291,12 +309,12 @@ def export_model(
 
     package_pt2(buffer, exported_programs={"model": program},
                 aoti_files=None if aoti_files is None else {"model": aoti_files},
-                extra_files={_META: json.dumps(meta, indent=1)})
+                extra_files={METADATA_FILE: json.dumps(meta, indent=1)})
     if aoti:  # run the compiled build from the written bytes before declaring success
-        loaded = _read(buffer, "aoti", label=str(path))
+        loaded = read_export(buffer, "aoti", label=str(path))
         for inputs, ref in eager:
             _check("AOTInductor build", _max_errors(loaded.program(*inputs), ref), ref, dtype)
-    _write_bytes(buffer.getvalue(), path)
+    atomic_write_bytes(path, buffer.getvalue())
     return path
 
 
@@ -325,212 +343,3 @@ def _compile_aoti(program, meta: dict[str, Any]) -> list:
 def _plain(value: Any) -> Any:
     """JSON-safe copy of a model config (int keys become strings)."""
     return json.loads(json.dumps(value, default=str))
-
-
-def _versions() -> dict[str, str]:
-    from equivar.train.checkpoint import versions
-
-    return versions()
-
-
-class ExportedPotential(nn.Module):
-    """A loaded export, called like the eager potential: ``potential(batch) -> dict``.
-
-    Returns ``energy [n_graphs]``, ``node_energy [n_nodes]``, ``forces [n_nodes, 3]`` and, when
-    any structure is periodic (or the model was built with ``stress=True``), ``stress`` and
-    ``virial [n_graphs, 3, 3]`` (NaN stress for non-periodic structures of a mixed batch), all
-    detached: this is inference only. Atomic numbers outside :attr:`species` raise
-    ``ValueError``; inputs are cast to the export's dtype.
-
-    Attributes:
-        species, cutoff, dtype: of the exported model.
-        backend: ``"aoti"`` (compiled C++) or ``"export"`` (the ``ExportedProgram``'s module).
-        metadata: the JSON stored with the program (config, versions, export check errors).
-
-    Shapes:
-        data: a PyG ``Data``/``Batch`` (or dict) with pos [n_nodes, 3], z [n_nodes],
-        edge_index [2, n_edges], and optionally shifts, cell, pbc, batch, total_charge, spin.
-    """
-
-    def __init__(self, program: Any, metadata: dict[str, Any], backend: str) -> None:
-        super().__init__()
-        #: the ExportedProgram's module (parameters visible) or the AOTI runner (opaque)
-        self.program = program
-        self.metadata = metadata
-        self.backend = backend
-        self.species = list(metadata["species"])
-        self.cutoff = float(metadata["cutoff"])
-        self.dtype = _DTYPES[metadata["dtype"]]
-        self.device = torch.device(metadata.get("device", "cpu"))
-        self.compute_stress = metadata.get("stress")
-        #: check atomic numbers against ``species`` on every call (one device sync)
-        self.validate = True
-        self.register_buffer("_species", torch.tensor(self.species), persistent=False)
-
-    def forward(self, data, *, create_graph: bool | None = None) -> dict[str, torch.Tensor]:
-        """Energy, forces (and stress) of every structure in ``data`` (see class docstring)."""
-        from equivar.models.inputs import read_inputs
-
-        if create_graph:
-            raise ValueError("an exported potential is inference only: it has no autograd graph "
-                             "(create_graph=True); train the eager model instead")
-        inputs = _as_inputs(data, self.dtype, self.device)
-        z = inputs[1]
-        if self.validate:
-            bad = ~torch.isin(z, self._species.to(z.device))
-            if bool(bad.any()):
-                from ase.data import chemical_symbols
-
-                unknown = sorted({int(v) for v in z[bad].tolist()})
-                names = [chemical_symbols[v] if 0 < v < 119 else str(v) for v in unknown]
-                raise ValueError(f"atomic numbers {unknown} ({', '.join(names)}) are not among "
-                                 f"the exported model's species {self.species}")
-        with torch.no_grad():
-            values = self.program(*inputs)
-        out = dict(zip(OUTPUTS, values, strict=True))
-        stress = self.compute_stress
-        if stress is None:
-            stress = bool(read_inputs(data).pbc.any())
-        if not stress:
-            del out[K.STRESS], out[K.VIRIAL]
-        return out
-
-    def train(self, mode: bool = True) -> ExportedPotential:
-        """Only the flag: an exported program has no train mode (it is always inference)."""
-        self.training = bool(mode)
-        return self
-
-    def extra_repr(self) -> str:
-        return (f"species={self.species}, cutoff={self.cutoff}, dtype={self.dtype}, "
-                f"backend={self.backend!r}")
-
-
-def _peek(source: str | io.BytesIO, label: str) -> tuple[dict[str, Any], bool]:
-    """The stored metadata and whether an AOTInductor build is present, read from the zip
-    directory alone (fast: nothing is deserialised)."""
-    import zipfile
-
-    try:
-        with zipfile.ZipFile(source) as archive:
-            names = archive.namelist()
-            meta_name = next((n for n in names if n.endswith(f"/extra/{_META}")), None)
-            raw = None if meta_name is None else archive.read(meta_name)
-    except (zipfile.BadZipFile, OSError, EOFError) as err:
-        raise ValueError(f"exported model {label!r} is truncated or corrupt, or not a .pt2 "
-                         f"archive ({type(err).__name__}: {err})") from None
-    if raw is None:
-        raise ValueError(f"{label!r} is a .pt2 archive but not an equivar export (no {_META}); "
-                         "write one with equivar export / export_model")
-    meta = json.loads(raw)
-    if meta.get("format") != FORMAT:
-        raise ValueError(f"{label!r} has format {meta.get('format')!r}; this equivar reads "
-                         f"{FORMAT!r}")
-    return meta, any("/data/aotinductor/" in n for n in names)
-
-
-def _read(source: str | io.BytesIO, backend: str, label: str) -> ExportedPotential:
-    """Audit, then load, an export (see :mod:`equivar.train.audit`: torch's own loader would run
-    code that a tampered file carries). The file is read once into memory, so the bytes
-    audited are the bytes loaded."""
-    from equivar.train.audit import audit_pt2, check_program
-
-    if not isinstance(source, io.BytesIO):
-        with open(source, "rb") as fh:
-            source = io.BytesIO(fh.read())
-    meta, has_aoti = _peek(source, label)
-    if backend == "auto":
-        backend = "aoti" if has_aoti else "export"
-    if backend == "aoti" and not has_aoti:
-        raise ValueError(f"{label!r} holds no AOTInductor build; export it with aoti=True "
-                         "(--aoti) or load it with backend='export'")
-    audit_pt2(source, label)
-    try:
-        source.seek(0)
-        program, runner = _load_program(source, with_aoti=backend == "aoti")
-    except Exception as err:  # serialisation and AOTI loader errors all mean "unreadable"
-        raise ValueError(f"exported model {label!r} cannot be loaded ({type(err).__name__}: "
-                         f"{str(err).splitlines()[0] if str(err) else 'no details'}); it may be "
-                         "corrupt, or written by another torch version or for another CPU"
-                         ) from None
-    check_program(program, label)
-    if backend == "aoti":
-        return ExportedPotential(runner, meta, backend).eval()
-    # no guard function: torch builds it with exec() from code stored in the file; the same
-    # input checks then run from the program's range constraints instead
-    return ExportedPotential(program.module(check_guards=False), meta, backend).eval()
-
-
-def _load_program(source: io.BytesIO, with_aoti: bool):
-    """``(ExportedProgram, AOTI runner or None)``. Without ``with_aoti`` the AOTInductor build's
-    shared library is never loaded (``load_pt2`` loads every build it finds: machine code)."""
-    from torch.export.pt2_archive import _package
-
-    load_programs = getattr(_package, "_load_exported_programs", None)
-    if with_aoti or load_programs is None:
-        contents = _package.load_pt2(source)
-        return (contents.exported_programs["model"],
-                contents.aoti_runners["model"] if with_aoti else None)
-    from torch.export.pt2_archive.constants import ARCHIVE_VERSION_PATH, ARCHIVE_VERSION_VALUE
-
-    with _package.PT2ArchiveReader(source) as reader:
-        version = reader.read_string(ARCHIVE_VERSION_PATH)
-        if version != ARCHIVE_VERSION_VALUE:
-            raise ValueError(f"archive version {version} is not this torch's "
-                             f"{ARCHIVE_VERSION_VALUE}")
-        programs = load_programs(reader, reader.get_file_names(), None)
-    return programs["model"], None
-
-
-def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
-    """The JSON stored with an export (species, cutoff, dtype, config, versions, the export
-    check's errors, ``aoti``), read without loading the program (milliseconds).
-
-    Raises:
-        FileNotFoundError: no such file.
-        ValueError: not a readable equivar export.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"exported model {str(path)!r} does not exist")
-    return _peek(str(path), str(path))[0]
-
-
-def load_exported(path: str | os.PathLike, *, backend: str = "export") -> ExportedPotential:
-    """Load a file written by :func:`export_model` as an :class:`ExportedPotential`.
-
-    Args:
-        path: the ``.pt2`` file.
-        backend: ``"export"`` (default: the exported program, safe for any file), ``"aoti"``
-            (its AOTInductor build: compiled machine code) or ``"auto"`` (the AOTInductor build
-            when the file has one, else the exported program).
-
-    Opening a file runs none of its Python: torch's own ``.pt2`` loader would unpickle tampered
-    weights, ``eval`` symbolic sizes and ``exec`` guard code from the file, so the archive is
-    audited first and refused, as unsafe, when it holds any of these
-    (:mod:`equivar.train.audit`). An AOTInductor build, however, is machine code that runs
-    when loaded, which no audit can vet: it is loaded only when asked for (``"aoti"`` or
-    ``"auto"``, ``equivar md --aoti``), for files you built yourself.
-
-    Raises:
-        FileNotFoundError: no such file.
-        ValueError: a truncated/corrupt file, an unsafe one (it would run code when loaded), a
-            ``.pt2`` that is not an equivar export, a missing AOTInductor build for
-            ``backend="aoti"``, an unknown backend.
-
-    Example:
-        >>> potential = load_exported("water.pt2")  # doctest: +SKIP
-        >>> potential(batch)["forces"]  # doctest: +SKIP
-    """
-    if backend not in ("auto", "aoti", "export"):
-        raise ValueError(f"backend must be 'auto', 'aoti' or 'export', got {backend!r}")
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"exported model {str(path)!r} does not exist")
-    return _read(str(path), backend, label=str(path))
-
-
-def _write_bytes(data: bytes, path: Path) -> None:
-    from equivar.train.checkpoint import atomic_write
-
-    atomic_write(path, lambda fh: fh.write(data))
-

@@ -8,8 +8,6 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from equivar.train.config import TrainConfig, config_from_dict, load_config
-from equivar.train.datasets import resolve_datasets as _datasets  # noqa: F401 (old name)
-from equivar.train.device import precision as _precision  # noqa: F401 (old name)
 from equivar.train.runfiles import BEST, LAST  # noqa: F401 (re-exported)
 from equivar.train.trainer import train_one
 
