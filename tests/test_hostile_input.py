@@ -535,3 +535,28 @@ def test_a_batch_in_another_precision_than_the_model_runs_at_the_models(model_dt
     same = model(random_molecule_batch(n_graphs=2, cutoff=3.5, dtype=model_dtype, seed=1))
     tol = 1e-5 if torch.float32 in (model_dtype, batch_dtype) else 1e-10
     torch.testing.assert_close(out["energy"], same["energy"], rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("text,refused", [
+    ("Mul(Integer(2), Symbol('s0'))", None),
+    ("Pow(Symbol('s0'), Integer(2))", None),
+    ("Pow(Symbol('s0'), Integer(-1))", None),
+    ("Symbol('s0') ** 3", None),
+    ("Pow(Integer(10), Integer(1000000000000))", "power"),
+    ("Integer(2) ** Integer(2) ** Integer(2) ** Integer(100)", "power"),
+    ("Pow(Integer(10), Symbol('s0'))", "power"),
+    ("PowByNatural(Integer(7), Integer(99999999))", "power"),
+    ("Integer(" + "9" * 40 + ")", "integer beyond"),
+    ("Add(" + ", ".join(["Integer(1)"] * 2000) + ")", "characters long"),
+])  # fmt: skip
+def test_a_symbolic_size_that_would_take_forever_is_refused(text, refused):
+    """A ``.pt2`` from a stranger can hold any size expression, which loading evaluates with
+    sympy: one that asks for 10**(10**12) would hang the process. Such expressions are refused
+    before any of them is evaluated; the ones torch writes still pass."""
+    from equivar.models.audit import _sympy_names, expression_problem
+
+    problem = expression_problem(text, _sympy_names())
+    if refused is None:
+        assert problem is None
+    else:
+        assert problem is not None and refused in problem

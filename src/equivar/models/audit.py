@@ -53,6 +53,10 @@ _SYMPY_NAMES = frozenset({
     "Piecewise", "ExprCondPair", "Tuple", "true", "false", "oo", "zoo", "nan", "pi", "E",
 })  # fmt: skip
 _OPCODES_THAT_IMPORT = ("GLOBAL", "STACK_GLOBAL", "INST")
+#: bounds that keep evaluating a symbolic size expression cheap (a stranger's expression could
+#: otherwise ask sympy for 10**(10**12) and hang the process): its length, its integers, and the
+#: exponents of its powers
+MAX_EXPRESSION_CHARS, MAX_INTEGER, MAX_EXPONENT = 4096, 2**64, 64
 
 
 def pickle_imports(data: bytes) -> list[str]:
@@ -164,8 +168,12 @@ def _sympy_names() -> frozenset[str]:
 
 
 def expression_problem(text: str, names: frozenset[str]) -> str | None:
-    """What in ``text`` ``sympy.sympify`` could turn into code (None: only sympy classes called
-    on numbers, symbol names and other such calls, with arithmetic and comparisons)."""
+    """What in ``text`` ``sympy.sympify`` could turn into code or into endless work (None: only
+    sympy classes called on numbers, symbol names and other such calls, with arithmetic and
+    comparisons; integers below :data:`MAX_INTEGER`, powers only to small constant exponents,
+    at most :data:`MAX_EXPRESSION_CHARS` characters)."""
+    if len(text) > MAX_EXPRESSION_CHARS:
+        return f"is {len(text)} characters long (more than {MAX_EXPRESSION_CHARS})"
     try:
         tree = ast.parse(text, mode="eval")
     except (SyntaxError, ValueError):
@@ -196,9 +204,36 @@ def expression_problem(text: str, names: frozenset[str]) -> str | None:
                 return f"holds the string {node.value[:40]!r}"
             if not isinstance(node.value, (str, int, float, bool)):
                 return f"holds a {type(node.value).__name__} constant"
+            if isinstance(node.value, int) and abs(node.value) > MAX_INTEGER:
+                return f"holds an integer beyond {MAX_INTEGER} (no tensor has such a size)"
         elif not isinstance(node, plain):
             return f"contains {type(node).__name__} syntax"
+        exponent = _exponent(node)
+        if exponent is not None and not _small_constant(exponent):
+            return (f"raises to the power {ast.unparse(exponent)[:40]!r} (only constant "
+                    f"exponents up to {MAX_EXPONENT} are evaluated)")
     return None
+
+
+def _exponent(node: ast.AST) -> ast.AST | None:
+    """The exponent of a power (``a ** b``, ``Pow(a, b)``, torch's ``PowByNatural(a, b)``...)."""
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow):
+        return node.right
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and "Pow" in node.func.id:
+        return node.args[1] if len(node.args) > 1 else ast.Constant(None)
+    return None
+
+
+def _small_constant(node: ast.AST) -> bool:
+    """An integer constant of at most :data:`MAX_EXPONENT` in size, maybe negated or wrapped
+    in ``Integer(...)``."""
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        return _small_constant(node.operand)
+    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+            and node.func.id == "Integer" and len(node.args) == 1):  # fmt: skip
+        return _small_constant(node.args[0])
+    return (isinstance(node, ast.Constant) and isinstance(node.value, int)
+            and not isinstance(node.value, bool) and abs(node.value) <= MAX_EXPONENT)
 
 
 def _expressions(value: Any):
