@@ -22,7 +22,8 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "equivar"
 #: training can log the measurement; no layer below it uses it.
 LAYERS: list[set[str]] = [
     {"equivar.keys", "equivar._suggest", "equivar._lazy", "equivar._allocator", "equivar.cache",
-     "equivar.configfile", "equivar.atomic", "equivar._version", "equivar.typedconfig"},
+     "equivar.configfile", "equivar.atomic", "equivar._version", "equivar.typedconfig",
+     "equivar.dtypes"},
     {"equivar.kernels"},
     {"equivar.symmetry"},
     {"equivar.data"},

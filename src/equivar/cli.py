@@ -44,7 +44,9 @@ def _check(args: argparse.Namespace) -> int:
         raise ValueError(f"--threads must be >= 0 (0: one per core), got {args.threads}")
     if args.threads:  # small batches: more threads wait on each other more than they help
         torch.set_num_threads(args.threads)
-    dtype = {"float32": torch.float32, "float64": torch.float64}[args.dtype]
+    from equivar.dtypes import DTYPES
+
+    dtype = DTYPES[args.dtype]
     datasets = {path: read(path, args.cutoff, index=f":{args.max_structures}", dtype=dtype)
                 for path in args.paths}
     species = sorted({int(z) for ds in datasets.values() for d in ds for z in d.z.tolist()})

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from equivar._suggest import did_you_mean
+from equivar.dtypes import resolve_dtype
 from equivar.models.potential import PotentialModel
 from equivar.models.property import PropertyModel
 from equivar.nn.embedding import resolve_species
@@ -99,17 +100,8 @@ _COMMON = (
     "readout_hidden", "backend", "dtype", "correlation",
 )  # fmt: skip
 
-_DTYPES = {"float32": torch.float32, "float64": torch.float64}
-
-
 def _resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
-    if dtype is None:
-        return torch.get_default_dtype()
-    if isinstance(dtype, torch.dtype) and dtype in _DTYPES.values():
-        return dtype
-    if isinstance(dtype, str) and dtype in _DTYPES:
-        return _DTYPES[dtype]
-    raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
+    return resolve_dtype(dtype, none=torch.get_default_dtype())
 
 
 @contextlib.contextmanager

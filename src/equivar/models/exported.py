@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from equivar import keys as K
+from equivar.dtypes import DTYPES
 
 __all__ = ["FORMAT", "INPUTS", "METADATA_FILE", "OUTPUTS", "ExportedPotential", "load_exported",
            "program_inputs", "read_export", "read_metadata"]  # fmt: skip
@@ -42,7 +43,6 @@ OUTPUTS = (K.ENERGY, K.NODE_ENERGY, K.FORCES, K.STRESS, K.VIRIAL)
 FORMAT = "equivar-exported-potential/1"
 #: the archive's extra file holding the metadata (JSON)
 METADATA_FILE = "equivar.json"
-_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 def program_inputs(data, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, ...]:
@@ -90,7 +90,7 @@ class ExportedPotential(nn.Module):
         self.backend = backend
         self.species = list(metadata["species"])
         self.cutoff = float(metadata["cutoff"])
-        self.dtype = _DTYPES[metadata["dtype"]]
+        self.dtype = DTYPES[metadata["dtype"]]
         self.device = torch.device(metadata.get("device", "cpu"))
         self.compute_stress = metadata.get("stress")
         #: check atomic numbers against ``species`` on every call (one device sync)

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from equivar.dtypes import DTYPES
 from equivar.qmc.checkpoint import load_checkpoint, save_checkpoint
 from equivar.qmc.hamiltonian import LAPLACIAN_METHODS, check_walkers, local_energy
 from equivar.qmc.optim import OPTIMIZERS, AdamVMC, StochasticReconfiguration
@@ -270,7 +271,7 @@ class VMCRun:
     def __init__(self, system: Molecule, model, cfg: VMCConfig,
                  checkpoint: str | os.PathLike | None) -> None:  # fmt: skip
         self.system, self.cfg, self.checkpoint = system, cfg, checkpoint
-        dtype = {"float32": torch.float32, "float64": torch.float64}[cfg.dtype]
+        dtype = DTYPES[cfg.dtype]
         device = torch.device(cfg.device)
         self.device = device
         self.wavefunction = _build_model(system, model, dtype, cfg.seed).to(device, dtype)

@@ -21,15 +21,13 @@ from ase.calculators.calculator import Calculator, all_changes
 from equivar import keys as K
 from equivar.data.graph import atoms_fields, checked_graph, full_to_voigt
 from equivar.data.validation import check_positions, check_species
+from equivar.dtypes import resolve_dtype
 
 if TYPE_CHECKING:
     import ase
     from torch_geometric.data import Data
 
 __all__ = ["EquivarCalculator", "as_calculator"]
-
-_DTYPES = {"float32": torch.float32, "float64": torch.float64}
-
 
 def _load_checkpoint(path: str | Path, dtype: torch.dtype | None = None) -> torch.nn.Module:
     """Rebuild a potential from a checkpoint (``equivar.train.load_checkpoint``'s format and
@@ -58,14 +56,6 @@ def _resolve_device(device: str | torch.device) -> torch.device:
         raise ValueError(
             f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}"
         ) from err
-
-
-def _resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
-    if dtype is None or dtype in _DTYPES.values():
-        return dtype
-    if isinstance(dtype, str) and dtype in _DTYPES:
-        return _DTYPES[dtype]
-    raise ValueError(f"dtype must be None, 'float32' or 'float64', got {dtype!r}")
 
 
 def _expand(model_or_checkpoint: Any) -> list[Any]:
@@ -184,7 +174,7 @@ class EquivarCalculator(Calculator):
         if not (isinstance(skin, (int, float)) and np.isfinite(skin) and skin >= 0):
             raise ValueError(f"skin must be a finite number >= 0 (Angstrom), got {skin!r}")
         self.device = _resolve_device(device)
-        wanted = _resolve_dtype(dtype)
+        wanted = resolve_dtype(dtype)
         self.models = [_prepare(m, self.device, wanted) for m in members]
         dtypes = {_dtype_of(m) for m in self.models}
         if len(dtypes) > 1:

@@ -42,6 +42,7 @@ from torch import nn
 
 from equivar._version import versions
 from equivar.atomic import atomic_write_bytes
+from equivar.dtypes import resolve_dtype
 from equivar.models.exported import (  # noqa: F401 (re-exported)
     FORMAT,
     INPUTS,
@@ -55,9 +56,6 @@ from equivar.models.exported import (  # noqa: F401 (re-exported)
 )
 
 __all__ = ["ExportedPotential", "export_model", "load_exported", "read_metadata"]
-
-_DTYPES = {"float32": torch.float32, "float64": torch.float64}
-
 
 class _Traced(nn.Module):
     """The traced graph behind named arguments (the exported program's signature)."""
@@ -270,10 +268,7 @@ def export_model(
     path = Path(path)
     if path.suffix != ".pt2":
         raise ValueError(f"the exported model's path must end in .pt2, got {str(path)!r}")
-    if isinstance(dtype, str):
-        if dtype not in _DTYPES:
-            raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
-        dtype = _DTYPES[dtype]
+    dtype = resolve_dtype(dtype)
     model = _resolve_model(model_or_checkpoint, dtype)
     param = next(model.parameters())
     dtype, device = param.dtype, param.device
