@@ -560,3 +560,17 @@ def test_a_symbolic_size_that_would_take_forever_is_refused(text, refused):
         assert problem is None
     else:
         assert problem is not None and refused in problem
+
+
+def test_an_old_pickle_trajectory_from_a_stranger_is_refused_unread(tmp_path):
+    """ASE's pre-2016 ``.traj`` format is a pickle; ASE refuses to unpickle it unless asked to
+    convert, and equivar's reader reports the file as malformed: the payload never runs."""
+    import pickle
+
+    from equivar.data import read
+
+    marker = tmp_path / "ran"
+    (tmp_path / "old.traj").write_bytes(b"PickleTrajectory" + pickle.dumps(_WritesMarker(marker)))
+    with pytest.raises(ValueError, match="old.traj"):
+        read(tmp_path / "old.traj", cutoff=3.0)
+    assert not marker.exists()
