@@ -4,6 +4,7 @@ translation invariant, strain derivatives give ASE's stress sign."""
 import torch
 from e3nn import o3
 
+from equivar.dtypes import default_dtype
 from equivar.heads import (
     DipoleHead,
     SymmetricTensorHead,
@@ -19,12 +20,8 @@ IRREPS = o3.Irreps("6x0e+4x1o+3x2e")
 
 
 def _built64(cls):
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
+    with default_dtype(torch.float64):
         return cls(IRREPS)
-    finally:
-        torch.set_default_dtype(previous)
 
 
 def test_pooling_is_permutation_invariant(dtype):

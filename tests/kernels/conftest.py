@@ -5,6 +5,8 @@ import pytest
 import torch
 from e3nn import o3
 
+from equivar.dtypes import default_dtype
+
 
 @pytest.fixture(autouse=True)
 def _single_threaded(one_thread):
@@ -35,13 +37,9 @@ def make_tp(irreps_in: str, sh_lmax: int, keep=("0e", "1o", "2e"), dtype=torch.f
     irreps_in = o3.Irreps(irreps_in)
     irreps_sh = o3.Irreps.spherical_harmonics(sh_lmax)
     mid, ins = channelwise_instructions(irreps_in, irreps_sh, [o3.Irrep(k) for k in keep])
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
+    with default_dtype(torch.float64):
         tp = o3.TensorProduct(irreps_in, irreps_sh, mid, ins, shared_weights=False,
                               internal_weights=False)
-    finally:
-        torch.set_default_dtype(previous)
     return tp.to(dtype)
 
 

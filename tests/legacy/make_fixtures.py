@@ -39,7 +39,8 @@ def main() -> None:
              "model": {"name": "potential", "options": {
                  "preset": "S", "num_channels": 4, "num_layers": 1, "lmax": 1, "sh_lmax": 1,
                  "radial_hidden": [8]}},
-             "epochs": 1, "precision": "float64", "output": str(run), "progress": False})  # fmt: skip
+             "epochs": 1, "precision": "float64", "output": str(run),
+             "progress": False})  # fmt: skip
         for name in ("best.pt", "checkpoint_last.pt"):
             shutil.copy(run / name, HERE / name)
         vmc = Path(tmp) / "vmc"

@@ -6,6 +6,7 @@ import torch
 from e3nn import o3
 
 from equivar.data.datasets.nbody import complete_graph
+from equivar.dtypes import default_dtype
 from equivar.nn import EdgeSphericalHarmonics, EGNNLayer, SE3TransformerBlock
 from equivar.nn.attention import segment_softmax
 from equivar.testing import random_rotation
@@ -15,12 +16,8 @@ from tests.conftest import tolerance
 
 def _float64_built(factory):
     """Construct in float64 so e3nn bakes exact coefficients (as build() does), then cast."""
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
+    with default_dtype(torch.float64):
         return factory()
-    finally:
-        torch.set_default_dtype(previous)
 
 
 def _rotations(dtype):

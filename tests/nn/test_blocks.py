@@ -5,6 +5,7 @@ import pytest
 import torch
 from e3nn import o3
 
+from equivar.dtypes import default_dtype
 from equivar.nn import (
     EdgeSphericalHarmonics,
     EquivariantRMSNorm,
@@ -31,12 +32,8 @@ def _rotations(dtype):
 
 def _float64_built(factory):
     """Construct in float64 so e3nn bakes exact coefficients; cast later (as build() does)."""
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
+    with default_dtype(torch.float64):
         return factory()
-    finally:
-        torch.set_default_dtype(previous)
 
 
 def _rel(a, b):

@@ -6,6 +6,7 @@ import torch
 from e3nn import o3
 from e3nn.nn import Gate
 
+from equivar.dtypes import default_dtype
 from equivar.nn import GatedActivation, IrrepsLinear
 from equivar.testing.wigner import wigner_D
 from tests.conftest import tolerance
@@ -30,12 +31,8 @@ def test_linear_equals_e3nn_to_second_order(irreps_in, irreps_out, biases):
     lin = IrrepsLinear(irreps_in, irreps_out, biases=biases).double()
     if lin.bias.numel():
         lin.bias.data.normal_()
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)  # e3nn bakes its path weights in the default dtype
-    try:
+    with default_dtype(torch.float64):  # e3nn bakes its path weights in the default dtype
         ref = o3.Linear(irreps_in, irreps_out, biases=biases)
-    finally:
-        torch.set_default_dtype(previous)
     ref.load_state_dict(lin.state_dict())  # same keys, shapes and meaning
     assert lin.weight_numel == ref.weight_numel
     assert torch.equal(lin.output_mask, ref.output_mask)

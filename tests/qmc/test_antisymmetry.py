@@ -6,6 +6,7 @@ import pytest
 import torch
 from e3nn import o3
 
+from equivar.dtypes import default_dtype
 from equivar.heads import (
     ElectronCuspJastrow,
     SlaterDeterminantHead,
@@ -91,16 +92,12 @@ def test_determinant_head_on_features_of_the_equivariant_core():
     e3nn interaction block of the core over the fully connected electron graph."""
     from equivar.nn import EdgeSphericalHarmonics, InteractionBlock, RadialEmbedding
 
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
+    with default_dtype(torch.float64):
         irreps = o3.Irreps("8x0e+4x1o")
         sh = EdgeSphericalHarmonics(2)
         radial = RadialEmbedding(6.0, 6, basis="gaussian")
         block = InteractionBlock("1x0e", irreps, sh.irreps_out, 6, (16,))
         head = SlaterDeterminantHead(8, n_up=2, n_down=2, n_nuclei=1, n_determinants=2)
-    finally:
-        torch.set_default_dtype(previous)
     n = 4
     i, j = torch.meshgrid(torch.arange(n), torch.arange(n), indexing="ij")
     off = i != j

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import importlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
 from equivar._suggest import did_you_mean
-from equivar.dtypes import resolve_dtype
+from equivar.dtypes import default_dtype, resolve_dtype
 from equivar.models.potential import PotentialModel
 from equivar.models.property import PropertyModel
 from equivar.nn.embedding import resolve_species
@@ -104,19 +103,6 @@ def _resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
     return resolve_dtype(dtype, none=torch.get_default_dtype())
 
 
-@contextlib.contextmanager
-def _float64_construction() -> Iterator[None]:
-    """Build in float64: e3nn bakes Clebsch-Gordan constants in the default dtype at
-    construction, and casting float32-built modules to float64 later leaves ~1e-8 symmetry
-    errors. Built in float64 and cast down, a model is exact in either precision."""
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(previous)
-
-
 def construct(cls: type[nn.Module], opts: dict[str, Any], name: str) -> nn.Module:
     """``cls(**opts, config=...)`` built in float64 and cast to ``opts["dtype"]`` (see
     :func:`_float64_construction`), with ``config`` the plain-data options that rebuild it
@@ -129,7 +115,7 @@ def construct(cls: type[nn.Module], opts: dict[str, Any], name: str) -> nn.Modul
     """
     dtype = _resolve_dtype(opts.pop("dtype", None))
     config = _to_config({"name": name, **opts, "dtype": str(dtype).removeprefix("torch.")})
-    with _float64_construction():
+    with default_dtype(torch.float64):
         model = cls(**opts, config=config)
     return model.to(dtype)
 
