@@ -125,11 +125,20 @@ def test_two_gloo_processes_match_one(tmp_path):
     cfg = tmp_path / "two.yaml"
     cfg.write_text(json.dumps(config(two, **extra)))  # JSON is YAML
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run(
+    # a session of its own: on a timeout the whole group goes, no rank is left waiting on a
+    # dead peer
+    proc = subprocess.Popen(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
          "-m", "equivar", "train", str(cfg)],
-        check=True, env=env, capture_output=True, timeout=300,
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
     )
+    try:
+        output, _ = proc.communicate(timeout=600)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    assert proc.returncode == 0, output.decode(errors="replace")[-3000:]
     a = read_checkpoint(one / "checkpoint_last.pt")["state_dict"]
     b = read_checkpoint(two / "checkpoint_last.pt")["state_dict"]
     for key in a:
