@@ -204,3 +204,18 @@ def test_no_function_is_longer_than_the_limit():
                 if n > MAX_FUNCTION_LINES:
                     long[f"{path.relative_to(SRC)}:{node.name}"] = n
     assert not long, f"functions over {MAX_FUNCTION_LINES} lines: {long}"
+
+
+def test_no_module_imports_another_modules_private_names():
+    """``from equivar.x import _name`` couples a module to another's internals: a name two
+    modules share is public in its home."""
+    found = []
+    modules = {_module_name(p): p for p in SRC.rglob("*.py")}
+    for module, path in sorted(modules.items()):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom):
+                base = _resolve(module, path, node)
+                if base.startswith("equivar") and base != module:
+                    found += [f"{module}: from {base} import {a.name}" for a in node.names
+                              if a.name.startswith("_") and not a.name.startswith("__")]
+    assert not found, "private names imported across modules:\n" + "\n".join(found)
