@@ -574,3 +574,15 @@ def test_an_old_pickle_trajectory_from_a_stranger_is_refused_unread(tmp_path):
     with pytest.raises(ValueError, match="old.traj"):
         read(tmp_path / "old.traj", cutoff=3.0)
     assert not marker.exists()
+
+
+def test_the_export_audit_was_written_for_this_torch():
+    """The audit mirrors what torch's ``.pt2`` loader unpickles, evaluates and executes; a new
+    torch release may add a path. This fails on any other torch, so an upgrade brings a review
+    of ``equivar/models/audit.py`` (then raise ``AUDITED_TORCH``)."""
+    from equivar.models.audit import AUDITED_TORCH
+
+    release = ".".join(torch.__version__.split("+")[0].split(".")[:2])
+    assert release == AUDITED_TORCH, (
+        f"torch {torch.__version__}: review equivar/models/audit.py against this torch's .pt2 "
+        f"loader (written for {AUDITED_TORCH}), then set AUDITED_TORCH")

@@ -43,6 +43,9 @@ from typing import Any
 __all__ = ["audit_pt2", "check_program", "describe_refusal", "pickle_imports", "unpickling_detail"]
 
 _EXPORTS = "equivar exports never contain one"
+#: the torch release whose ``.pt2`` loader this audit was written against (a test fails on any
+#: other, so that an upgrade of torch brings a review of what its loader evaluates)
+AUDITED_TORCH = "2.13"
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\Z")
 #: sympy names that torch writes into symbolic expressions (``srepr`` form)
