@@ -168,6 +168,7 @@ BUILDERS: dict[str, Callable[..., nn.Module] | str] = {
     # other models register here as "module:function", imported on first use
     "wavefunction": "equivar.models.wavefunction:build_wavefunction",
     "nbody": "equivar.models.nbody:build_nbody",
+    "emlp": "equivar.models.emlp:build_emlp",
 }
 
 
@@ -183,7 +184,8 @@ def build(name: str, **options: Any) -> nn.Module:
     """Build a model by name from keyword options.
 
     Names: ``"potential"`` (energy/forces/stress), ``"property"`` (molecular properties),
-    ``"nbody"`` (N-body dynamics) and ``"wavefunction"`` (neural wavefunction); see ``BUILDERS``.
+    ``"nbody"`` (N-body dynamics), ``"wavefunction"`` (neural wavefunction) and ``"emlp"``
+    (equivariant MLP for any matrix group); see ``BUILDERS``.
     Options are keyword-only; explicit options override the preset. The common ones of
     ``"potential"`` and ``"property"`` are listed below.
 

@@ -4,6 +4,7 @@ from equivar.nn.attention import SE3TransformerBlock
 from equivar.nn.conv import TensorProductConv, channelwise_instructions
 from equivar.nn.egnn import EGNNLayer
 from equivar.nn.embedding import GraphInputEmbedding, SpeciesEmbedding, resolve_species
+from equivar.nn.emlp import EMLPBlock, EquivariantBilinear, EquivariantLinear, GatedNonlinearity
 from equivar.nn.gate import GatedActivation
 from equivar.nn.geometry import edge_vectors
 from equivar.nn.harmonics import EdgeSphericalHarmonics
@@ -24,6 +25,10 @@ from equivar.nn.scatter import scatter_mean, scatter_sum
 __all__ = [
     "BesselBasis",
     "EGNNLayer",
+    "EMLPBlock",
+    "EquivariantBilinear",
+    "EquivariantLinear",
+    "GatedNonlinearity",
     "EdgeSphericalHarmonics",
     "EquivariantRMSNorm",
     "GatedActivation",
