@@ -117,8 +117,11 @@ def test_ctrl_c_stops_training_with_one_line_and_status_130(tmp_path):
     cfg.write_text(json.dumps(tiny_config(out, epochs=10_000, progress=True,
                                           checkpoint_every=1)))  # JSON is YAML
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # SIGINT as a terminal delivers it, even when pytest itself was started in the background
+    # by a non-interactive shell (which ignores SIGINT, and children inherit that)
     proc = subprocess.Popen([sys.executable, "-m", "equivar", "train", str(cfg)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         _wait_for(out / "checkpoint_last.pt", proc)
         time.sleep(0.5)  # mid-step, or mid-write of the next checkpoint
