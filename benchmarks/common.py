@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import statistics
@@ -301,6 +302,40 @@ def batch_to(batch: Any, device: Any, dtype: Any = None) -> Any:
     return batch
 
 
+class _CollapseGuard:
+    """Keeps the last healthy (weights, optimiser, EMA) of ``budgeted_training`` and restores it,
+    at half the learning rate, when an epoch's training loss diverges (see there)."""
+
+    def __init__(self, model, opt, ema, recover, events) -> None:
+        self.model, self.opt, self.ema, self.recover = model, opt, ema, recover
+        self.events = events if events is not None else []
+        self.scale, self.best, self.stage, self.copy = 1.0, math.inf, False, None
+
+    def end_epoch(self, epoch: int, step: int, loss: float, stage_two: bool) -> None:
+        import copy
+
+        if self.recover is None:
+            return
+        if stage_two != self.stage:  # a new stage has its own loss weights: a new baseline
+            self.stage, self.best, self.copy = stage_two, math.inf, None
+        if self.copy is not None and (not math.isfinite(loss) or loss > self.recover * self.best):
+            model_state, opt_state, shadow = self.copy
+            self.model.load_state_dict(model_state)
+            self.opt.load_state_dict(opt_state)
+            self.ema.shadow = {k: v.clone() for k, v in shadow.items()}
+            self.scale *= 0.5
+            for group in self.opt.param_groups:  # a plateau schedule keeps the restored lr
+                group["lr"] *= 0.5
+            self.events.append({"step": step, "epoch": epoch + 1, "loss": loss, "best": self.best})
+            return
+        if math.isfinite(loss) and loss <= 2.0 * self.best:
+            self.copy = (copy.deepcopy(self.model.state_dict()),
+                         copy.deepcopy(self.opt.state_dict()),
+                         {k: v.clone() for k, v in self.ema.shadow.items()})  # fmt: skip
+        if math.isfinite(loss):
+            self.best = min(self.best, loss)
+
+
 def budgeted_training(
     model: Any,
     frames: Any,
@@ -317,6 +352,8 @@ def budgeted_training(
     ema_decay: float = 0.99,
     recipe: Recipe | None = None,
     monitor: Callable[[], float] | None = None,
+    recover: float | None = 10.0,
+    events: list[dict[str, Any]] | None = None,
 ):
     """The training loop the accuracy benchmarks share, so every model gets the same one.
 
@@ -336,6 +373,13 @@ def budgeted_training(
     with a stage two, the caller switches its weights when ``seconds`` reaches
     ``recipe.stage_two_at`` of the budget (the loop switches the learning rate at the same
     step: both read the ``seconds`` yielded last).
+
+    Collapse guard, the same for every model: at the end of each epoch the loop keeps a copy of
+    the weights, optimiser and EMA when the epoch's mean training loss is within 2x the best
+    epoch of the current stage; when an epoch's mean loss is non-finite or above ``recover``
+    times that best (a run that diverged or collapsed, as a long high-lr run can), it restores
+    the copy and halves the learning rate for the rest of the run, appending
+    ``{"step", "epoch", "loss", "best"}`` to ``events``. ``recover=None`` turns it off.
     """
     import math
 
@@ -369,9 +413,11 @@ def budgeted_training(
     steps_per_epoch = math.ceil(len(frames) / batch_size)
     clock = time.process_time if device.type == "cpu" else time.perf_counter
     seconds, step, epoch = 0.0, 0, 0
+    guard = _CollapseGuard(model, opt, ema, recover, events)
     model.train()
     while epoch < max_epochs and seconds < budget:
         order = torch.randperm(len(frames), generator=g).tolist()
+        epoch_loss = 0.0
         for s in range(steps_per_epoch):
             t0 = clock()
             progress = min(max(seconds / budget, step / (max_epochs * steps_per_epoch)), 1.0)
@@ -379,14 +425,15 @@ def budgeted_training(
             stage_two = progress >= two_at
             for group in opt.param_groups:
                 if stage_two:
-                    group["lr"] = recipe.stage_two_lr
+                    group["lr"] = recipe.stage_two_lr * guard.scale
                 elif plateau is None:
-                    group["lr"] = lr * warm * 0.5 * (1 + math.cos(math.pi * progress))
+                    group["lr"] = lr * warm * 0.5 * (1 + math.cos(math.pi * progress)) * guard.scale
                 elif step < warmup:
-                    group["lr"] = lr * warm
+                    group["lr"] = lr * warm * guard.scale
             idx = order[s * batch_size : (s + 1) * batch_size]
             batch = batch_to(Batch.from_data_list([frames[i] for i in idx]), device, dtype)
             loss = loss_fn(model, batch)
+            epoch_loss += loss.item() / steps_per_epoch
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if recipe.clip is not None:
@@ -399,6 +446,8 @@ def budgeted_training(
             seconds += clock() - t0
             done = seconds >= budget
             epoch_done = done or s == steps_per_epoch - 1
+            if s == steps_per_epoch - 1 and not done:
+                guard.end_epoch(epoch, step, epoch_loss, stage_two)
             yield step, seconds, epoch_done, ema
             last = done or epoch + 1 >= max_epochs
             if plateau is not None and s == steps_per_epoch - 1 and not stage_two and not last:

@@ -261,6 +261,7 @@ def train(model, train_frames, valid_frames, lr: float, recipe: Recipe, args, de
     dtype = recipe.torch_dtype()
     state = {"stage_two": False, "best": math.inf, "best_state": None, "step": 0}
     history = []  # one entry per validation: the learning curve, kept in the JSON
+    rollbacks = []  # the shared loop's collapse guard: each restore, kept in the JSON
 
     def loss_fn(model, batch):
         weights = recipe.weights(state["stage_two"])
@@ -283,6 +284,7 @@ def train(model, train_frames, valid_frames, lr: float, recipe: Recipe, args, de
     for step, seconds, _, ema in budgeted_training(  # noqa: B007 (both read after the loop)
         model, train_frames, loss_fn, lr=lr, batch_size=args.batch_size, warmup=args.warmup,
         seed=args.seed, device=device, minutes=args.minutes, recipe=recipe, monitor=validate,
+        events=rollbacks,
     ):  # fmt: skip
         shadow, state["step"] = ema.shadow, step
         if seconds >= two_at and not state["stage_two"]:  # stage two: its own weights and best
@@ -296,7 +298,7 @@ def train(model, train_frames, valid_frames, lr: float, recipe: Recipe, args, de
     steps_per_epoch = math.ceil(len(train_frames) / (recipe.batch_size or args.batch_size))
     return {"steps": step, "epochs": round(step / steps_per_epoch, 1),
             "train_s": round(seconds, 1), "valid_loss": state["best"], "recipe": recipe.name,
-            "history": history}  # fmt: skip
+            "history": history, "rollbacks": rollbacks}  # fmt: skip
 
 
 def run_one(task: tuple[str, int, str], args) -> dict:

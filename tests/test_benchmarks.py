@@ -182,6 +182,45 @@ def test_budgeted_training_takes_weight_decay_and_ema_decay():
         torch.testing.assert_close(ema.shadow[key], value)
 
 
+def test_budgeted_training_rolls_back_a_collapsed_epoch():
+    """An epoch whose training loss jumps far above the best (or goes non-finite) is undone:
+    weights, optimiser and EMA return to the last healthy epoch and the lr halves."""
+    from torch_geometric.data import Data
+
+    common = _module("common")
+    frames = [Data(x=torch.zeros(1, 1)) for _ in range(4)]
+    calls = {"n": 0}
+
+    def loss_fn(m, batch):  # steps 5-6 (epoch 3) blow up by 1e4, step 9-10 (epoch 5) gives NaN
+        calls["n"] += 1
+        loss = (m.weight - 3.0).pow(2).sum() + m.bias.pow(2).sum() + 1.0
+        if calls["n"] in (5, 6):
+            return loss * 1e4
+        return loss * float("nan") if calls["n"] in (9, 10) else loss
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(2, 1)
+    events, weights, lrs = [], [], []
+    loop = common.budgeted_training(model, frames, loss_fn, lr=0.01, batch_size=2, warmup=0,
+                                    seed=0, device=torch.device("cpu"), epochs=6, events=events)
+    for step, _, _, _ in loop:
+        weights.append(model.weight.detach().clone())
+        lrs.append(loop.gi_frame.f_locals["opt"].param_groups[0]["lr"])
+    assert [e["epoch"] for e in events] == [3, 5]
+    assert events[0]["loss"] > 1e3 * events[0]["best"] and math.isnan(events[1]["loss"])
+    torch.testing.assert_close(weights[5], weights[3])  # epoch 3 undone: back to end of epoch 2
+    assert not torch.isnan(weights[-1]).any()
+    def cosine(k, scale):  # the lr of step k (0-based) of 12, times the guard's scale
+        return 0.01 * 0.5 * (1 + math.cos(math.pi * k / 12)) * scale
+
+    assert lrs[6] == pytest.approx(cosine(6, 0.5)) and lrs[10] == pytest.approx(cosine(10, 0.25))
+    off = common.budgeted_training(torch.nn.Linear(2, 1), frames, loss_fn, lr=0.01, batch_size=2,
+                                   warmup=0, seed=0, device=torch.device("cpu"), epochs=3,
+                                   recover=None, events=(none := []))
+    list(off)
+    assert none == []
+
+
 def test_nbody_pooled_error_and_time_reversal():
     """The fresh-set error bar holds seed and test-set spread; time reversal swaps the frames and
     negates the velocities, doubling the training pairs."""

@@ -72,6 +72,28 @@ def _log_rows(path: Path) -> list[dict[str, float]]:
             for line in lines[1:]]
 
 
+#: the killed child: it trains, and once its checkpoint holds ``kill_at`` steps it stops
+#: there (sleeps) until the test kills it, so how fast a loaded machine runs cannot move the
+#: moment of the kill past the run's end
+_KILLED_CHILD = """
+import json, sys, time
+import equivar.train.trainer as trainer
+from equivar.train import fit
+
+config, resume, kill_at = json.loads(sys.argv[1]), sys.argv[2] == "1", int(sys.argv[3])
+write = trainer.save_checkpoint
+
+def save_then_wait(path, model, **kwargs):
+    write(path, model, **kwargs)
+    progress = (kwargs.get("train_state") or {}).get("progress") or {}
+    if path.name == "checkpoint_last.pt" and progress.get("step", 0) >= kill_at:
+        time.sleep(600)
+
+trainer.save_checkpoint = save_then_wait
+fit(config, resume=resume)
+"""
+
+
 def test_resume_after_kill_9_reaches_the_same_state(tmp_path):
     """Killed (SIGKILL) at several moments and resumed each time: the weights, their average,
     the optimiser state and every log row equal those of a run never interrupted."""
@@ -82,22 +104,26 @@ def test_resume_after_kill_9_reaches_the_same_state(tmp_path):
     last = killed / "checkpoint_last.pt"
     for kill_at, resume in ((4, False), (11, True), (17, True)):
         run_config = json.dumps(config(killed, epochs=epochs, checkpoint_every=1))
-        script = ("import json; from equivar.train import fit; "
-                  f"fit(json.loads({run_config!r}), resume={resume})")
-        proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
-        deadline = time.time() + 120
+        proc = subprocess.Popen([sys.executable, "-c", _KILLED_CHILD, run_config,
+                                 "1" if resume else "0", str(kill_at)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+        deadline = time.time() + 600
         try:
             while time.time() < deadline:
                 if last.exists() and read_checkpoint(last)["train_state"]["progress"][
                         "step"] >= kill_at:
                     break
                 if proc.poll() is not None:
-                    pytest.fail("training finished before it could be killed")
+                    pytest.fail(f"training ended before it could be killed: "
+                                f"{proc.stderr.read().decode()[-2000:]}")  # fmt: skip
                 time.sleep(0.01)
+            else:
+                pytest.fail(f"no checkpoint with {kill_at} steps within 600 s")
             os.kill(proc.pid, signal.SIGKILL)  # no clean-up, no chance to finish a write
         finally:
+            proc.kill()
             proc.wait()
+            proc.stderr.close()
         step = read_checkpoint(last)["train_state"]["progress"]["step"]
         assert kill_at <= step < epochs * 5
     fit(config(killed, epochs=epochs), resume=True)  # also takes over the killed run's lock
