@@ -1,13 +1,16 @@
 """Neural wavefunctions for VMC: ``build("wavefunction", system=..., ...)``.
 
-The ansatz is FermiNet's: permutation-equivariant one- and two-electron streams, then a head.
-Fermions get :class:`~equivar.heads.SlaterDeterminantHead` (orbitals x envelopes, one determinant
+Two trunks (``architecture=``): ``"ferminet"`` (default, :class:`WavefunctionModel`):
+FermiNet's permutation-equivariant one- and two-electron streams; ``"psiformer"``
+(:class:`PsiformerWavefunction`): per-electron features and spin, then multi-head
+self-attention over the electrons (:mod:`equivar.models.psiformer`). Then a head:
+fermions get :class:`~equivar.heads.SlaterDeterminantHead` (orbitals x envelopes, one determinant
 per spin, several combined in the log domain) times the cusp Jastrow
 :class:`~equivar.heads.ElectronCuspJastrow`; bosons get the invariant
 :class:`~equivar.heads.SymmetricHead`. Atomic units throughout; the model maps electron positions
 ``r`` [n_walkers, n_elec, 3] (spin-up first) to ``(sign, log|psi|)``, each [n_walkers].
 
-Input features (``features=``):
+Input features (``features=``; Psiformer uses the electron-nucleus ones only, plus the spin):
     ``"cartesian"`` (FermiNet): ``r_i - R_I``, ``|r_i - R_I|``, ``r_i - r_j``, ``|r_i - r_j|``.
         Any state can be represented, but ``log|psi|`` is not rotation invariant.
     ``"invariant"``: the distances only. ``psi(Q r; Q R) = psi(r; R)`` exactly for every rotation
@@ -22,15 +25,18 @@ Input features (``features=``):
 from __future__ import annotations
 
 from collections.abc import Sequence
+from numbers import Integral
 from typing import Any
 
 import torch
 from torch import nn
 
+from equivar._suggest import did_you_mean
 from equivar.heads.antisymmetric import SlaterDeterminantHead
 from equivar.heads.jastrow import ElectronCuspJastrow
 from equivar.heads.symmetric import SymmetricHead
 from equivar.models.build import check_options, construct
+from equivar.models.psiformer import PSIFORMER_PRESETS, Psiformer
 from equivar.models.systems import Molecule, get_system
 
 #: ansatz sizes: determinants, one- and two-electron stream widths, layers
@@ -106,9 +112,13 @@ class ElectronStreamLayer(nn.Module):
         return one, two + h_two if self.residual[1] else two
 
 
-class WavefunctionModel(nn.Module):
-    """Neural wavefunction of a :class:`~equivar.qmc.Molecule`; build it with
-    :func:`build_wavefunction` (see the module docstring for the ansatz).
+class NeuralWavefunction(nn.Module):
+    """What every architecture shares: the system (buffers ``nuclei``, ``charges``), the head
+    (determinants of orbitals x envelopes, or the bosonic head), the cusp Jastrow outside it,
+    and ``forward``/``orbitals`` on top of a subclass's :meth:`streams`.
+
+    Subclasses call ``super().__init__``, build their trunk, then :meth:`_init_head` (in this
+    order: the parameter order is part of a checkpoint's optimiser state).
 
     Attributes:
         n_up, n_down, n_elec: electrons of each spin.
@@ -118,30 +128,24 @@ class WavefunctionModel(nn.Module):
         r: [n_walkers, n_elec, 3] -> sign [n_walkers], logabs [n_walkers]
     """
 
-    def __init__(self, *, system: dict, n_determinants: int, hidden_one: int, hidden_two: int,
-                 num_layers: int, features: str, particles: str, jastrow: bool,
-                 envelope: str, config: dict) -> None:
+    def __init__(self, system: dict, config: dict) -> None:
         super().__init__()
         mol = Molecule.from_dict(system)
         self.system, self.config = mol, config
         self.n_up, self.n_down, self.n_elec = mol.n_up, mol.n_down, mol.n_elec
-        self.features, self.particles = features, particles
         charges, nuclei = mol.tensors(dtype=torch.get_default_dtype())
         self.register_buffer("nuclei", nuclei.clone())  # [n_nuclei, 3]
         self.register_buffer("charges", charges.clone())  # [n_nuclei]
-        m = mol.n_nuclei
-        one_in, two_in = (4 * m, 4) if features == "cartesian" else (m, 1)
-        groups = (self.n_up, self.n_down) if particles == "fermions" else (self.n_elec,)
-        widths = [(one_in, two_in)] + [(hidden_one, hidden_two)] * (num_layers - 1) + [
-            (hidden_one, 0)]
-        self.layers = nn.ModuleList(
-            ElectronStreamLayer(*widths[i], *widths[i + 1], groups) for i in range(num_layers))
+
+    def _init_head(self, num_features: int, n_determinants: int, particles: str, jastrow: bool,
+                   envelope: str) -> None:
+        m = self.system.n_nuclei
         if particles == "fermions":
-            self.head = SlaterDeterminantHead(hidden_one, self.n_up, self.n_down, m,
+            self.head = SlaterDeterminantHead(num_features, self.n_up, self.n_down, m,
                                               n_determinants, envelope)
             self.jastrow = ElectronCuspJastrow(self.n_up, self.n_down) if jastrow else None
         else:
-            self.head = SymmetricHead(hidden_one, m)
+            self.head = SymmetricHead(num_features, m)
             self.jastrow = (ElectronCuspJastrow(self.n_elec, 0, cusp_parallel=0.5)
                             if jastrow else None)
 
@@ -152,6 +156,56 @@ class WavefunctionModel(nn.Module):
         if r.dtype != self.nuclei.dtype:
             raise ValueError(f"r is {r.dtype} but the wavefunction is {self.nuclei.dtype}; "
                              "convert one of them")
+
+    def streams(self, r: torch.Tensor):
+        """Per-electron features after the trunk, and the distances the heads need.
+
+        Returns:
+            ``h [n_walkers, n_elec, num_features]``, ``d_en [n_walkers, n_elec, n_nuclei]``,
+            ``d_ee [n_walkers, n_elec, n_elec]``.
+        """
+        raise NotImplementedError
+
+    def orbitals(self, r: torch.Tensor) -> list[torch.Tensor]:
+        """Orbital matrices per spin, ``[n_walkers, n_det, n_s, n_s]`` (for pre-training)."""
+        if self.particles != "fermions":
+            raise ValueError("a bosonic wavefunction has no orbitals")
+        h, d_en, _ = self.streams(r)
+        return self.head.orbitals(h, d_en)
+
+    def forward(self, r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h, d_en, d_ee = self.streams(r)
+        sign, logabs = self.head(h, d_en)
+        if self.jastrow is not None:
+            logabs = logabs + self.jastrow(d_ee)
+        return sign, logabs
+
+    def extra_repr(self) -> str:
+        return (f"system={self.system.name}, n_up={self.n_up}, n_down={self.n_down}, "
+                f"features={self.features!r}, particles={self.particles!r}")
+
+
+class WavefunctionModel(NeuralWavefunction):
+    """FermiNet-style neural wavefunction of a :class:`~equivar.qmc.Molecule`; build it with
+    :func:`build_wavefunction` (see the module docstring for the ansatz).
+
+    Shapes:
+        r: [n_walkers, n_elec, 3] -> sign [n_walkers], logabs [n_walkers]
+    """
+
+    def __init__(self, *, system: dict, n_determinants: int, hidden_one: int, hidden_two: int,
+                 num_layers: int, features: str, particles: str, jastrow: bool,
+                 envelope: str, config: dict) -> None:
+        super().__init__(system, config)
+        self.features, self.particles = features, particles
+        m = self.system.n_nuclei
+        one_in, two_in = (4 * m, 4) if features == "cartesian" else (m, 1)
+        groups = (self.n_up, self.n_down) if particles == "fermions" else (self.n_elec,)
+        widths = [(one_in, two_in)] + [(hidden_one, hidden_two)] * (num_layers - 1) + [
+            (hidden_one, 0)]
+        self.layers = nn.ModuleList(
+            ElectronStreamLayer(*widths[i], *widths[i + 1], groups) for i in range(num_layers))
+        self._init_head(hidden_one, n_determinants, particles, jastrow, envelope)
 
     def streams(self, r: torch.Tensor):
         """Per-electron features after the last layer, and the distances the heads need.
@@ -173,40 +227,130 @@ class WavefunctionModel(nn.Module):
             h_one, h_two = layer(h_one, h_two)
         return h_one, d_en.squeeze(-1), d_ee.squeeze(-1)
 
-    def orbitals(self, r: torch.Tensor) -> list[torch.Tensor]:
-        """Orbital matrices per spin, ``[n_walkers, n_det, n_s, n_s]`` (for pre-training)."""
-        if self.particles != "fermions":
-            raise ValueError("a bosonic wavefunction has no orbitals")
-        h, d_en, _ = self.streams(r)
-        return self.head.orbitals(h, d_en)
 
-    def forward(self, r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h, d_en, d_ee = self.streams(r)
-        sign, logabs = self.head(h, d_en)
-        if self.jastrow is not None:
-            logabs = logabs + self.jastrow(d_ee)
-        return sign, logabs
+class PsiformerWavefunction(NeuralWavefunction):
+    """Psiformer neural wavefunction (``build("wavefunction", architecture="psiformer")``).
+
+    Per-electron inputs only: ``r_i - R_I`` and ``|r_i - R_I|`` log-rescaled (``features=
+    "cartesian"``, the paper's) or the distances alone (``"invariant"``), and the spin
+    (+1 up, -1 down); the :class:`~equivar.models.psiformer.Psiformer` attention trunk; the
+    determinant head (one block per spin); the cusp Jastrow outside the determinants.
+
+    Shapes:
+        r: [n_walkers, n_elec, 3] -> sign [n_walkers], logabs [n_walkers]
+    """
+
+    def __init__(self, *, system: dict, n_determinants: int, num_layers: int, num_heads: int,
+                 head_dim: int, mlp_hidden: int | None, layer_norm: bool, features: str,
+                 jastrow: bool, envelope: str, architecture: str, config: dict) -> None:
+        super().__init__(system, config)
+        self.features, self.particles = features, "fermions"
+        m = self.system.n_nuclei
+        spin = torch.tensor([1.0] * self.n_up + [-1.0] * self.n_down)
+        self.register_buffer("spin", spin.unsqueeze(-1), persistent=False)  # [n_elec, 1]
+        in_features = (4 * m if features == "cartesian" else m) + 1
+        self.trunk = Psiformer(in_features, num_layers=num_layers, num_heads=num_heads,
+                               head_dim=head_dim, mlp_hidden=mlp_hidden, layer_norm=layer_norm)
+        self._init_head(self.trunk.hidden, n_determinants, "fermions", jastrow, envelope)
+
+    def streams(self, r: torch.Tensor):
+        """Attention-trunk features ``h [n_walkers, n_elec, num_heads * head_dim]``, ``d_en``,
+        ``d_ee`` (see :meth:`NeuralWavefunction.streams`)."""
+        self._check(r)
+        r_en, d_en, _, d_ee = pair_geometry(r, self.nuclei)
+        if self.features == "cartesian":
+            v_en, s_en = _log_rescale(r_en, d_en)
+            x = torch.cat([v_en, s_en], -1).flatten(2)  # [n_walkers, n_elec, 4 n_nuclei]
+        else:
+            x = torch.log1p(d_en).flatten(2)  # [n_walkers, n_elec, n_nuclei]
+        spin = self.spin.expand(*x.shape[:-1], 1)  # [n_walkers, n_elec, 1]
+        h = self.trunk(torch.cat([x, spin], -1))  # [n_walkers, n_elec, hidden]
+        return h, d_en.squeeze(-1), d_ee.squeeze(-1)
 
     def extra_repr(self) -> str:
-        return (f"system={self.system.name}, n_up={self.n_up}, n_down={self.n_down}, "
-                f"features={self.features!r}, particles={self.particles!r}")
+        return "architecture='psiformer', " + super().extra_repr()
 
 
-_OPTIONS = ("system", "preset", "n_determinants", "hidden_one", "hidden_two", "num_layers",
-            "features", "particles", "jastrow", "envelope", "dtype")
+#: wavefunction trunks: FermiNet's one- and two-electron streams, Psiformer's self-attention
+ARCHITECTURES = ("ferminet", "psiformer")
+_COMMON_OPTIONS = ("system", "preset", "architecture", "n_determinants", "num_layers", "features",
+                   "jastrow", "envelope", "dtype", "particles")
+#: the options of one architecture only
+_ARCHITECTURE_OPTIONS = {"ferminet": ("hidden_one", "hidden_two"),
+                         "psiformer": ("num_heads", "head_dim", "mlp_hidden", "layer_norm")}
+_OPTIONS = _COMMON_OPTIONS + tuple(k for v in _ARCHITECTURE_OPTIONS.values() for k in v)
 
 
-def build_wavefunction(**options: Any) -> WavefunctionModel:
-    """Neural wavefunction (FermiNet-style) of a molecule; ``build("wavefunction", ...)``.
+def _check_positive(opts: dict[str, Any], names: Sequence[str]) -> None:
+    for key in names:
+        value = opts[key]
+        if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
+            raise ValueError(f"{key} must be a positive integer, got {value!r}")
+
+
+def _check_architecture(options: dict[str, Any]) -> str:
+    """The chosen architecture; ``ValueError`` for an unknown one or another one's options."""
+    architecture = options.get("architecture", "ferminet")
+    if architecture not in ARCHITECTURES:
+        hint = did_you_mean(str(architecture), ARCHITECTURES)
+        raise ValueError(f"unknown architecture {architecture!r}" + (f" ({hint})" if hint else "")
+                         + f"; choose one of {list(ARCHITECTURES)}")
+    for other, names in _ARCHITECTURE_OPTIONS.items():
+        wrong = [k for k in options if k in names and other != architecture]
+        if wrong:
+            raise ValueError(f"option(s) {wrong} apply to architecture={other!r} only, not "
+                             f"{architecture!r}; its own options: "
+                             f"{sorted(_ARCHITECTURE_OPTIONS[architecture])}")
+    if architecture == "psiformer" and options.get("particles", "fermions") != "fermions":
+        raise ValueError(f"architecture='psiformer' is for fermions only, got particles="
+                         f"{options['particles']!r}; use architecture='ferminet' for bosons")
+    return architecture
+
+
+def _resolve_system(system: Any) -> dict:
+    if not isinstance(system, Molecule):
+        system = get_system(system) if isinstance(system, str) else Molecule.from_dict(system)
+    return system.to_dict()
+
+
+def _build_psiformer(options: dict[str, Any]) -> PsiformerWavefunction:
+    preset = options.pop("preset", "M")
+    if preset not in PSIFORMER_PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PSIFORMER_PRESETS)}")
+    opts = {**PSIFORMER_PRESETS[preset], "mlp_hidden": None, "layer_norm": False,
+            "features": "cartesian", "jastrow": True, "envelope": "isotropic", **options}
+    opts.pop("particles", None)
+    opts["architecture"], opts["system"] = "psiformer", _resolve_system(opts["system"])
+    if opts["features"] not in FEATURES:
+        raise ValueError(f"features must be one of {list(FEATURES)}, got {opts['features']!r}")
+    _check_positive(opts, ("n_determinants", "num_layers", "num_heads", "head_dim"))
+    if opts["mlp_hidden"] is not None:
+        _check_positive(opts, ("mlp_hidden",))
+    for key in ("layer_norm", "jastrow"):
+        if not isinstance(opts[key], bool):
+            raise ValueError(f"{key} must be True or False, got {opts[key]!r}")
+    return construct(PsiformerWavefunction, opts, "wavefunction")
+
+
+def build_wavefunction(**options: Any) -> NeuralWavefunction:
+    """Neural wavefunction of a molecule; ``build("wavefunction", ...)``.
 
     Options (keyword-only):
         system: a :class:`~equivar.qmc.Molecule` (``equivar.qmc.atom("Li")``), its ``to_dict()``,
             or a name for :func:`equivar.qmc.get_system` (``"He"``, ``"LiH"``). Required.
-        preset: ``"S"``, ``"M"`` (default) or ``"L"`` (FermiNet's size), see :data:`PRESETS`.
-        n_determinants, hidden_one, hidden_two, num_layers: override the preset.
+        architecture: ``"ferminet"`` (default: :class:`WavefunctionModel`) or ``"psiformer"``
+            (:class:`PsiformerWavefunction`: self-attention over electrons, fermions only).
+        preset: ``"S"``, ``"M"`` (default) or ``"L"`` (FermiNet's size, or the small
+            Psiformer's): :data:`PRESETS`, :data:`~equivar.models.psiformer.PSIFORMER_PRESETS`.
+        n_determinants, num_layers: override the preset.
+        hidden_one, hidden_two: FermiNet's stream widths (``"ferminet"`` only).
+        num_heads, head_dim: attention heads and their width, ``hidden = num_heads * head_dim``;
+            mlp_hidden: None (default: one ``tanh`` layer, the paper's) or the width of a
+            two-layer MLP; layer_norm: LayerNorm after each residual (default False)
+            (``"psiformer"`` only).
         features: ``"cartesian"`` (default) or ``"invariant"`` (see the module docstring).
         particles: ``"fermions"`` (default: determinants + Jastrow) or ``"bosons"``
-            (:class:`~equivar.heads.SymmetricHead`; spins are ignored).
+            (:class:`~equivar.heads.SymmetricHead`; spins are ignored; ``"ferminet"`` only).
         jastrow: multiply by the cusp Jastrow (default True).
         envelope: ``"isotropic"`` (default).
         dtype: ``"float32"``/``"float64"`` (default: torch's default). Constructed in float64
@@ -219,27 +363,29 @@ def build_wavefunction(**options: Any) -> WavefunctionModel:
         >>> sign, logabs = psi(torch.randn(10, 3, 3, dtype=torch.float64))
         >>> sign.shape, logabs.shape
         (torch.Size([10]), torch.Size([10]))
+        >>> psi = build("wavefunction", system=atom("Li"), architecture="psiformer", preset="S")
+        >>> psi.config["num_heads"]
+        2
 
     Raises:
-        ValueError: a missing system, unknown options (with the closest valid one) or values.
+        ValueError: a missing system, unknown options (with the closest valid one), options of
+            another architecture, or bad values.
     """
     check_options(options, _OPTIONS, "wavefunction")  # unknown options, with hints
     if "system" not in options:
         raise ValueError("build('wavefunction') needs system=, e.g. equivar.qmc.atom('He')")
+    if _check_architecture(options) == "psiformer":
+        return _build_psiformer(dict(options))
+    options = {k: v for k, v in options.items() if k != "architecture"}  # configs as before
     preset = options.get("preset", "M")
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
     opts = {**PRESETS[preset], "features": "cartesian",
             "particles": "fermions", "jastrow": True, "envelope": "isotropic", **options}
     opts.pop("preset", None)
-    system = opts["system"]
-    system = system if isinstance(system, Molecule) else (
-        get_system(system) if isinstance(system, str) else Molecule.from_dict(system))
-    opts["system"] = system.to_dict()
+    opts["system"] = _resolve_system(opts["system"])
     for key, allowed in [("features", FEATURES), ("particles", PARTICLES)]:
         if opts[key] not in allowed:
             raise ValueError(f"{key} must be one of {list(allowed)}, got {opts[key]!r}")
-    for key in ("n_determinants", "hidden_one", "hidden_two", "num_layers"):
-        if int(opts[key]) != opts[key] or opts[key] < 1:
-            raise ValueError(f"{key} must be a positive integer, got {opts[key]!r}")
+    _check_positive(opts, ("n_determinants", "hidden_one", "hidden_two", "num_layers"))
     return construct(WavefunctionModel, opts, "wavefunction")
