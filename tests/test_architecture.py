@@ -23,7 +23,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "equivar"
 LAYERS: list[set[str]] = [
     {"equivar.keys", "equivar._suggest", "equivar._lazy", "equivar._allocator", "equivar.cache",
      "equivar.configfile", "equivar.atomic", "equivar._version", "equivar.typedconfig",
-     "equivar.dtypes"},
+     "equivar.dtypes", "equivar.parallel"},
     {"equivar.kernels"},
     {"equivar.symmetry"},
     {"equivar.data"},

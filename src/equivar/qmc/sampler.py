@@ -18,6 +18,7 @@ import math
 import torch
 from torch import Tensor
 
+from equivar.parallel import all_gather_cat, all_reduce_sum
 from equivar.qmc.systems import Molecule
 
 __all__ = ["MetropolisSampler", "initial_walkers"]
@@ -62,9 +63,16 @@ class MetropolisSampler:
         adapt: adapt the step size after every sweep (default True).
         device, dtype: of the walkers.
         seed: seed of the sampler's generator.
+        rank, world_size: this process's share of the ``n_walkers`` chains when VMC runs on
+            several processes (``torchrun``): the rank keeps the contiguous block
+            ``torch.tensor_split(range(n_walkers), world_size)[rank]``. Every rank draws the
+            random numbers of *all* chains from the same generator and uses its block, and the
+            acceptance that adapts the step size is summed over all processes, so the walkers
+            are the same as one process's, whatever the number of processes.
 
     Shapes:
-        walkers: [n_walkers, n_elec, 3]; logabs: [n_walkers]
+        walkers: [n_local, n_elec, 3] (``n_local = n_walkers`` on one process); logabs:
+            [n_local]
 
     Example:
         >>> from equivar.qmc import atom
@@ -77,9 +85,16 @@ class MetropolisSampler:
 
     def __init__(self, system: Molecule, n_walkers: int, *, steps: int = 10,
                  step_size: float = 0.2, target_acceptance: float = 0.5, adapt: bool = True,
-                 device=None, dtype=None, seed: int = 0) -> None:
+                 device=None, dtype=None, seed: int = 0, rank: int = 0,
+                 world_size: int = 1) -> None:  # fmt: skip
         if n_walkers < 1 or steps < 1:
             raise ValueError(f"n_walkers and steps must be >= 1, got {n_walkers} and {steps}")
+        if not 0 <= rank < world_size or n_walkers < world_size:
+            raise ValueError(f"{n_walkers} walkers cannot be shared by {world_size} processes "
+                             f"(rank {rank}): each process needs at least one")
+        bounds = [int(len(b)) for b in torch.arange(n_walkers).tensor_split(world_size)]
+        self.n_total, self.start = int(n_walkers), sum(bounds[:rank])
+        self.stop = self.start + bounds[rank]
         if not 0.0 < target_acceptance < 1.0:
             raise ValueError(f"target_acceptance must be in (0, 1), got {target_acceptance}")
         if not (step_size > 0 and math.isfinite(step_size)):
@@ -89,7 +104,8 @@ class MetropolisSampler:
         self.device = torch.device(device or "cpu")
         self.dtype = dtype or torch.get_default_dtype()
         self.generator = torch.Generator(self.device).manual_seed(int(seed))
-        self.walkers = initial_walkers(system, n_walkers, self.generator, self.device, self.dtype)
+        self.walkers = initial_walkers(system, n_walkers, self.generator, self.device,
+                                       self.dtype)[self.start : self.stop]  # fmt: skip
         self.step_size = torch.tensor(float(step_size), device=self.device, dtype=self.dtype)
 
     @torch.no_grad()
@@ -107,18 +123,18 @@ class MetropolisSampler:
         accepted = torch.zeros((), device=self.device, dtype=self.dtype)
         n = self.steps if steps is None else int(steps)
         for _ in range(n):
-            noise = torch.randn(r.shape, generator=self.generator, device=self.device,
-                                dtype=self.dtype)
+            noise = torch.randn((self.n_total, *r.shape[1:]), generator=self.generator,
+                                device=self.device, dtype=self.dtype)[self.start : self.stop]
             proposal = r + self.step_size * noise
             new_logabs = wavefunction(proposal)[1]
-            u = torch.rand(logabs.shape, generator=self.generator, device=self.device,
-                           dtype=self.dtype)
+            u = torch.rand(self.n_total, generator=self.generator, device=self.device,
+                           dtype=self.dtype)[self.start : self.stop]  # fmt: skip
             # accept with probability min(1, |psi'|^2/|psi|^2); NaN proposals are rejected
             accept = torch.log(u) < 2.0 * (new_logabs - logabs)
             r = torch.where(accept[:, None, None], proposal, r)
             logabs = torch.where(accept, new_logabs, logabs)
-            accepted = accepted + accept.to(self.dtype).mean()
-        acceptance = accepted / n
+            accepted = accepted + accept.to(self.dtype).sum()
+        acceptance = all_reduce_sum(accepted) / (n * self.n_total)
         if self.adapt:  # multiplicative, bounded: s <- s * exp(acceptance - target)
             factor = torch.exp(acceptance - self.target_acceptance)
             self.step_size = (self.step_size * factor).clamp(1e-3, 10.0)
@@ -133,15 +149,17 @@ class MetropolisSampler:
         return acceptance
 
     def state_dict(self) -> dict[str, Tensor]:
-        """Walkers, step size and generator state (tensors only: checkpoint-safe)."""
-        return {"walkers": self.walkers, "step_size": self.step_size,
+        """All walkers (every process's, gathered: a collective call on several processes),
+        step size and generator state (tensors only: checkpoint-safe)."""
+        return {"walkers": all_gather_cat(self.walkers), "step_size": self.step_size,
                 "generator": self.generator.get_state()}
 
     def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        """From :meth:`state_dict`: this process keeps its block of the saved walkers."""
         walkers = state["walkers"].to(self.device, self.dtype)
-        if walkers.shape[1:] != self.walkers.shape[1:]:
+        if walkers.shape[1:] != self.walkers.shape[1:] or walkers.shape[0] != self.n_total:
             raise ValueError(f"checkpointed walkers have shape {list(walkers.shape)}, expected "
-                             f"[n_walkers, {self.system.n_elec}, 3]")
-        self.walkers = walkers
+                             f"[{self.n_total}, {self.system.n_elec}, 3]")
+        self.walkers = walkers[self.start : self.stop]
         self.step_size = state["step_size"].to(self.device, self.dtype)
         self.generator.set_state(state["generator"].cpu())

@@ -8,32 +8,12 @@ One process and N processes with the same global batch therefore take the same s
 
 from __future__ import annotations
 
-import os
-
 import torch
 import torch.distributed as tdist
 from torch import nn
 
-
-def setup() -> tuple[int, int]:
-    """``(rank, world_size)``; initialises the process group under torchrun (gloo on CPU, NCCL on
-    GPU)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world == 1:
-        return 0, 1
-    if not tdist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        tdist.init_process_group(backend=backend)
-    return tdist.get_rank(), tdist.get_world_size()
-
-
-def device_for_rank(device: torch.device) -> torch.device:
-    """One GPU per local rank."""
-    if device.type == "cuda" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        local = int(os.environ.get("LOCAL_RANK", "0"))
-        torch.cuda.set_device(local)
-        return torch.device("cuda", local)
-    return device
+# set-up, the rank's device and tear-down are shared with VMC's walkers: one copy, below both
+from equivar.parallel import device_for_rank, setup, teardown  # noqa: F401 (re-exported)
 
 
 def wrap(model: nn.Module, device: torch.device) -> nn.Module:
@@ -74,9 +54,3 @@ def broadcast_state(state: dict, rank: int, world: int) -> dict:
     box = [state if rank == 0 else None]
     tdist.broadcast_object_list(box, src=0)
     return box[0]
-
-
-def teardown(world: int) -> None:
-    if world > 1 and tdist.is_initialized():
-        tdist.barrier()
-        tdist.destroy_process_group()
