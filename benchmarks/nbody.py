@@ -20,6 +20,9 @@ reversible, so the state at frame 40 with its velocities negated evolves to the 
 positions in the same 1000 steps. It uses only the frames 30 and 40 of the same 3000 training
 trajectories (the force clip at 100 breaks reversibility only in close encounters).
 
+``--ensemble`` also scores the mean prediction of the seeds' selected models (one model with
+n_seeds times the parameters and cost; the rows say so).
+
     python benchmarks/nbody.py --quick                              # smoke run, ~1 min on a CPU
     python benchmarks/nbody.py --layers egnn --seeds 0 1 2          # the paper's EGNN (GPU)
     python benchmarks/nbody.py --layers egnn --train-sizes 100 200 400 800 1600 3000
@@ -63,13 +66,18 @@ PUBLISHED = [
 
 
 def evaluate(model, ds: NBodyDataset, batch_size: int, device) -> float:
-    """Mean squared error of predicted positions over every particle and coordinate."""
-    model.eval()
+    """Mean squared error of predicted positions over every particle and coordinate.
+
+    ``model`` may be a list of models: their mean prediction is scored (an ensemble)."""
+    models = model if isinstance(model, list) else [model]
+    for m in models:
+        m.eval()
     total, count = 0.0, 0
     with torch.no_grad():
         for batch in ds.batches(batch_size):
             batch = batch.to(device)
-            err = (model(batch)["pos"] - batch.target_pos).pow(2)
+            pred = torch.stack([m(batch)["pos"] for m in models]).mean(0)
+            err = (pred - batch.target_pos).pow(2)
             total += err.sum().item()
             count += err.numel()
     return total / count
@@ -182,10 +190,11 @@ def train_one(layer: str, n_train: int, seed: int, data: dict, args, device) -> 
                 test = evaluate(model, data["test"], 1000, device)
                 best = {"val": val, "test": test, "epoch": epoch}
                 best_state = copy.deepcopy(model.state_dict())
+    if best_state is not None:
+        model.load_state_dict(best_state)  # the selected model, kept for an ensemble
     if data["fresh"] and best_state is not None:  # the selected model on the fresh test sets
-        model.load_state_dict(best_state)
         best["fresh"] = [evaluate(model, ds, 1000, device) for ds in data["fresh"]]
-    return {**best, "train_s": train_s, "wall_s": time.perf_counter() - start,
+    return {**best, "model": model, "train_s": train_s, "wall_s": time.perf_counter() - start,
             "params": sum(p.numel() for p in params)}
 
 
@@ -226,7 +235,23 @@ def make_parser() -> argparse.ArgumentParser:
                         help="also score on K independently generated 2000-trajectory test sets")
     parser.add_argument("--augment", default="none", choices=["none", "time-reversal"],
                         help="training-set augmentation (see the module docstring)")
+    parser.add_argument("--ensemble", action="store_true",
+                        help="also score the mean prediction of the seeds' selected models "
+                             "(one model of n_seeds x the parameters and cost)")
     return parser
+
+
+def ensemble_scores(runs: list[dict], data: dict, device) -> dict:
+    """The seeds' selected models as one ensemble (mean prediction) on the standard test set
+    and the fresh ones: MSE, and over the fresh sets their mean and standard error."""
+    models = [r["model"] for r in runs]
+    out = {"ensemble_test": evaluate(models, data["test"], 1000, device)}
+    if data["fresh"]:
+        fresh = [evaluate(models, ds, 1000, device) for ds in data["fresh"]]
+        sem = statistics.stdev(fresh) / math.sqrt(len(fresh)) if len(fresh) > 1 else math.nan
+        out.update(ensemble_fresh=fresh, ensemble_fresh_mse=statistics.fmean(fresh),
+                   ensemble_fresh_sem=sem)  # fmt: skip
+    return out
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -264,6 +289,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 mean, sem, seed_std, set_std = pooled_error([r["fresh"] for r in runs])
                 fresh = {"fresh_sets": len(data["fresh"]), "fresh_mse": mean, "fresh_sem": sem,
                          "seed_std": seed_std, "set_std": set_std}
+            if args.ensemble and len(runs) > 1:
+                fresh.update(ensemble_scores(runs, data, device))
+                print(f"{layer} n_train={n_train} ensemble of {len(runs)}: test MSE "
+                      f"{fresh['ensemble_test']:.5f}" + (f", fresh sets "
+                      f"{fresh['ensemble_fresh_mse']:.5f} +- {fresh['ensemble_fresh_sem']:.5f}"
+                      if data["fresh"] else ""), flush=True)  # fmt: skip
             rows.append({
                 "model": model_name(layer, args),
                 "source": "measured",
@@ -289,7 +320,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                      "s_per_epoch": "", "params": "", "device": ""})
     if args.json:
         write_json(args.json, "nbody", rows)
-    print_table([{k: v for k, v in row.items() if k != "per_seed"} for row in rows])
+    print_table([{k: v for k, v in row.items() if not isinstance(v, list)} for row in rows])
     return rows
 
 

@@ -221,6 +221,34 @@ def test_budgeted_training_rolls_back_a_collapsed_epoch():
     assert none == []
 
 
+def test_nbody_ensemble_scores_the_mean_prediction():
+    """An ensemble of one model scores as the model; of a model and its negation-shifted twin
+    it scores the mean prediction."""
+    nbody = _module("nbody")
+    rng = np.random.default_rng(0)
+    arrays = {"pos": rng.normal(size=(4, 49, 5, 3)), "vel": rng.normal(size=(4, 49, 5, 3)),
+              "charges": rng.choice([-1.0, 1.0], size=(4, 5))}
+    ds = nbody.NBodyDataset("test", trajectories=arrays)
+
+    class Shift(torch.nn.Module):  # predicts the input positions plus a constant
+        def __init__(self, c):
+            super().__init__()
+            self.c = c
+
+        def forward(self, batch):
+            return {"pos": batch.pos + self.c}
+
+    cpu = torch.device("cpu")
+    one = nbody.evaluate(Shift(0.5), ds, 2, cpu)
+    assert nbody.evaluate([Shift(0.5)], ds, 2, cpu) == pytest.approx(one)
+    both = nbody.evaluate([Shift(0.5), Shift(-0.5)], ds, 2, cpu)  # mean: the input itself
+    assert both == pytest.approx(nbody.evaluate(Shift(0.0), ds, 2, cpu))
+    scores = nbody.ensemble_scores([{"model": Shift(0.5)}, {"model": Shift(-0.5)}],
+                                   {"test": ds, "fresh": [ds, ds]}, cpu)  # fmt: skip
+    assert scores["ensemble_test"] == pytest.approx(both)
+    assert scores["ensemble_fresh_mse"] == pytest.approx(both)
+
+
 def test_nbody_pooled_error_and_time_reversal():
     """The fresh-set error bar holds seed and test-set spread; time reversal swaps the frames and
     negates the velocities, doubling the training pairs."""
