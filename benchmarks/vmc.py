@@ -10,6 +10,11 @@ time.
 
     python benchmarks/vmc.py --quick                      # He and H2, small, minutes on a CPU
     python benchmarks/vmc.py --device cuda --json out.json  # all five, FermiNet-sized (GPU)
+    OMP_NUM_THREADS=1 python benchmarks/vmc.py --systems Be --optimizer kfac --json kfac.json
+
+Each JSON row also holds ``cpu_s`` (the process's CPU seconds, training and evaluation) and
+``trace``: ``[iteration, mean E_L]`` of 20 equal windows of training, so optimisers are compared
+by energy versus CPU time (one iteration costs the same CPU time throughout a run).
 """
 
 from __future__ import annotations
@@ -62,7 +67,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--determinants", type=int, default=None,
                    help="number of determinants (default: the preset's)")
     p.add_argument("--features", default="cartesian", choices=["cartesian", "invariant"])
-    p.add_argument("--optimizer", default="sr", choices=["sr", "adam"])
+    p.add_argument("--optimizer", default="sr", choices=["sr", "kfac", "adam"])
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--pretrain", type=int, default=None, help="HF pre-training steps "
                    "(default 1000; --quick: 0)")
@@ -112,7 +117,7 @@ def main() -> None:
     for name in args.systems:
         system = get_system(name)
         options = {} if args.lr is None else {"lr": args.lr}
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         model = {"preset": args.preset, "features": args.features}
         if args.determinants:
             model["n_determinants"] = args.determinants
@@ -121,7 +126,11 @@ def main() -> None:
                      pretrain=args.pretrain, eval_iterations=args.eval_iterations,
                      device=args.device, dtype=args.dtype, seed=args.seed,
                      checkpoint_every=max(args.iterations, 1), progress=False, **options)
-        wall = time.perf_counter() - start
+        wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+        energies = result.history["energy"]
+        width = max(len(energies) // 20, 1)
+        trace = [[i + width, sum(energies[i:i + width]) / width]
+                 for i in range(0, len(energies) - width + 1, width)]
         exact, hf = EXACT[name], HARTREE_FOCK[name]
         ferminet = FERMINET.get(name)
         n_params = sum(p.numel() for p in result.wavefunction.parameters())
@@ -144,6 +153,9 @@ def main() -> None:
             "train_s": result.train_time,
             "eval_s": result.eval_time,
             "total_s": wall,
+            "cpu_s": cpu,
+            "optimizer": args.optimizer,
+            "trace": trace,
         })
         print(f"{result}  ({wall:.0f} s)", flush=True)
     print(f"\nhardware: {hardware()}; device {args.device} ({args.dtype}); optimizer "

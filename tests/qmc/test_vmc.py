@@ -81,7 +81,7 @@ def test_plot_is_written(tmp_path):
 
 @pytest.mark.parametrize("options, message", [
     ({"iteration": 3}, "did you mean 'iterations'"),
-    ({"optimizer": "kfac"}, "optimizer must be one of"),
+    ({"optimizer": "lbfgs"}, "optimizer must be one of"),
     ({"walkers": 0}, "walkers must be >= 1"),
     ({"eval_iterations": 2}, "eval_iterations"),
     ({"laplacian": "fd"}, "laplacian must be one of"),

@@ -5,7 +5,8 @@
 * Hamiltonian: :func:`local_energy` (exact Laplacian of ``log|psi|``),
   :func:`potential_energy`, :func:`laplacian_logabs`.
 * sampling: :class:`MetropolisSampler` (batched, adaptive step, any device).
-* optimisation: :class:`StochasticReconfiguration` (minSR + SPRING), :class:`AdamVMC`,
+* optimisation: :class:`StochasticReconfiguration` (minSR + SPRING), :class:`KFAC`,
+  :class:`AdamVMC`,
   :func:`pretrain_orbitals` to Hartree-Fock (:class:`HartreeFock`, pyscf).
 * statistics: :func:`blocking`, :func:`autocorrelation_time`, :func:`estimate`.
 * the driver :func:`vmc` (:class:`VMCConfig` -> :class:`VMCResult`) and checkpoints
@@ -36,6 +37,7 @@ __all__ = [
     "Molecule",
     "NAMED_SYSTEMS",
     "StochasticReconfiguration",
+    "KFAC",
     "VMCConfig",
     "VMCResult",
     "atom",
@@ -70,6 +72,7 @@ _WHERE = {
     "MetropolisSampler": "sampler",
     "AdamVMC": "optim",
     "StochasticReconfiguration": "optim",
+    "KFAC": "kfac",
     "EnergyEstimate": "statistics",
     "autocorrelation_time": "statistics",
     "blocking": "statistics",
@@ -95,6 +98,7 @@ if TYPE_CHECKING:  # pragma: no cover
         local_energy,
         potential_energy,
     )
+    from equivar.qmc.kfac import KFAC
     from equivar.qmc.optim import AdamVMC, StochasticReconfiguration
     from equivar.qmc.plot import plot_energy
     from equivar.qmc.pretrain import HartreeFock, pretrain_orbitals

@@ -87,8 +87,9 @@ def add_commands(subparsers) -> None:
     p.add_argument("--walkers", type=int, help="Metropolis walkers (default 1024)")
     p.add_argument("--steps", type=int, help="Metropolis steps per iteration (default 10)")
     p.add_argument("--burn-in", type=int, help="Metropolis steps before training (default 200)")
-    p.add_argument("--optimizer", choices=["sr", "adam"], help="default sr (minSR + SPRING)")
-    p.add_argument("--lr", type=float, help="learning rate (default 0.05 sr, 1e-3 adam)")
+    p.add_argument("--optimizer", choices=["sr", "kfac", "adam"],
+                   help="default sr (minSR + SPRING); kfac: Kronecker-factored natural gradient")
+    p.add_argument("--lr", type=float, help="learning rate (default 0.05 sr/kfac, 1e-3 adam)")
     p.add_argument("--pretrain", type=int, help="Hartree-Fock pre-training steps (needs pyscf)")
     p.add_argument("--eval-iterations", type=int, help="sweeps of the final estimate (200)")
     p.add_argument("--preset", default="S", choices=["S", "M", "L"],

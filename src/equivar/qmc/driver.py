@@ -24,15 +24,22 @@ from torch import nn
 from equivar.dtypes import DTYPES
 from equivar.qmc.checkpoint import load_checkpoint, save_checkpoint
 from equivar.qmc.hamiltonian import LAPLACIAN_METHODS, check_walkers, local_energy
-from equivar.qmc.optim import OPTIMIZERS, AdamVMC, StochasticReconfiguration
+from equivar.qmc.kfac import KFAC
+from equivar.qmc.optim import AdamVMC, StochasticReconfiguration
 from equivar.qmc.sampler import MetropolisSampler
 from equivar.qmc.statistics import EnergyEstimate, estimate, format_value
 from equivar.qmc.systems import Molecule, get_system
 from equivar.typedconfig import dataclass_from_dict
 
-__all__ = ["VMCConfig", "VMCResult", "VMCRun", "vmc"]
+__all__ = ["OPTIMIZERS", "VMCConfig", "VMCResult", "VMCRun", "vmc"]
 
-_DEFAULT_LR = {"adam": 1e-3, "sr": 0.05}
+#: optimiser names accepted by :func:`vmc` (``VMCConfig.optimizer``)
+OPTIMIZERS = {"adam": AdamVMC, "kfac": KFAC, "sr": StochasticReconfiguration}
+#: per-optimiser defaults of the settings left unset (None): SR's are minSR + SPRING's, KFAC's
+#: FermiNet's (no momentum, norm constraint 1e-3); Adam uses none but lr
+_DEFAULT_LR = {"adam": 1e-3, "kfac": 0.05, "sr": 0.05}
+_DEFAULT_MOMENTUM = {"adam": 0.9, "kfac": 0.0, "sr": 0.9}
+_DEFAULT_MAX_NORM = {"adam": 1e-2, "kfac": 1e-3, "sr": 1e-2}
 
 
 @dataclass
@@ -45,10 +52,14 @@ class VMCConfig:
         steps: Metropolis steps per iteration (decorrelation; default 10).
         burn_in: Metropolis steps before the first iteration (default 200).
         step_size, target_acceptance: initial proposal width (bohr) and acceptance to adapt to.
-        optimizer: ``"sr"`` (natural gradient: minSR + SPRING momentum; default) or ``"adam"``.
-        lr: initial learning rate (default: 0.05 for SR, 1e-3 for Adam); lr_decay: iterations to
-            halve it (``lr / (1 + t / lr_decay)``; default 10000).
-        damping, momentum, max_norm: SR's ``lambda``, SPRING's ``mu``, Fisher-norm step bound.
+        optimizer: ``"sr"`` (natural gradient: minSR + SPRING momentum; default), ``"kfac"``
+            (Kronecker-factored natural gradient, :class:`~equivar.qmc.kfac.KFAC`) or ``"adam"``.
+        lr: initial learning rate (default: 0.05 for SR and KFAC, 1e-3 for Adam); lr_decay:
+            iterations to halve it (``lr / (1 + t / lr_decay)``; default 10000).
+        damping, momentum, max_norm: the natural gradient's ``lambda`` (default 1e-3), momentum
+            (SPRING's ``mu`` for SR, default 0.9; KFAC's, default 0) and Fisher-norm step bound
+            (default 1e-2 for SR; KFAC's norm constraint, default 1e-3).
+        cov_ema_decay: KFAC's moving-average weight of old curvature statistics (default 0.95).
         clip_width: local-energy clipping width in mean absolute deviations (default 5).
         pretrain: Hartree-Fock pre-training iterations (default 0; needs pyscf).
         pretrain_basis: pyscf basis for pre-training (default ``"cc-pvdz"``).
@@ -72,8 +83,9 @@ class VMCConfig:
     lr: float | None = None
     lr_decay: float = 1e4
     damping: float = 1e-3
-    momentum: float = 0.9
-    max_norm: float = 1e-2
+    momentum: float | None = None
+    max_norm: float | None = None
+    cov_ema_decay: float = 0.95
     clip_width: float = 5.0
     pretrain: int = 0
     pretrain_basis: str = "cc-pvdz"
@@ -111,19 +123,24 @@ class VMCConfig:
                              f"{self.eval_iterations}")
         if self.lr is None:
             self.lr = _DEFAULT_LR[self.optimizer]
+        if self.momentum is None:
+            self.momentum = _DEFAULT_MOMENTUM[self.optimizer]
+        if self.max_norm is None:
+            self.max_norm = _DEFAULT_MAX_NORM[self.optimizer]
         # real numbers: finite, and each in its meaningful range (a NaN learning rate would
         # run the whole optimisation on NaN parameters and report NaN at the end)
-        ranges = {"lr": (self.lr > 0, "> 0"), "step_size": (self.step_size > 0, "> 0"),
-                  "target_acceptance": (0 < self.target_acceptance < 1, "in (0, 1)"),
-                  "lr_decay": (self.lr_decay > 0, "> 0"), "damping": (self.damping >= 0, ">= 0"),
-                  "momentum": (0 <= self.momentum < 1, "in [0, 1)"),
-                  "max_norm": (self.max_norm > 0, "> 0"),
-                  "clip_width": (self.clip_width > 0, "> 0")}  # fmt: skip
-        for name, (ok, what) in ranges.items():
+        ranges = {"lr": (lambda v: v > 0, "> 0"), "step_size": (lambda v: v > 0, "> 0"),
+                  "target_acceptance": (lambda v: 0 < v < 1, "in (0, 1)"),
+                  "lr_decay": (lambda v: v > 0, "> 0"), "damping": (lambda v: v >= 0, ">= 0"),
+                  "momentum": (lambda v: 0 <= v < 1, "in [0, 1)"),
+                  "max_norm": (lambda v: v > 0, "> 0"),
+                  "cov_ema_decay": (lambda v: 0 <= v < 1, "in [0, 1)"),
+                  "clip_width": (lambda v: v > 0, "> 0")}  # fmt: skip
+        for name, (in_range, what) in ranges.items():
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ValueError(f"{name} must be a number, got {value!r}")
-            if not math.isfinite(value) or not ok:
+            if not math.isfinite(value) or not in_range(value):
                 raise ValueError(f"{name} must be a finite number {what}, got {value!r}")
 
     @classmethod
@@ -177,6 +194,11 @@ _HISTORY = ("energy", "variance", "acceptance", "step_size", "time")
 def _make_optimizer(cfg: VMCConfig, wavefunction: nn.Module):
     if cfg.optimizer == "adam":
         return AdamVMC(wavefunction, lr=cfg.lr, decay=cfg.lr_decay, clip_width=cfg.clip_width)
+    if cfg.optimizer == "kfac":
+        return KFAC(wavefunction, lr=cfg.lr, decay=cfg.lr_decay, damping=cfg.damping,
+                    norm_constraint=cfg.max_norm, momentum=cfg.momentum,
+                    cov_ema_decay=cfg.cov_ema_decay, clip_width=cfg.clip_width,
+                    chunk_size=cfg.chunk_size)
     return StochasticReconfiguration(wavefunction, lr=cfg.lr, decay=cfg.lr_decay,
                                      damping=cfg.damping, momentum=cfg.momentum,
                                      max_norm=cfg.max_norm, clip_width=cfg.clip_width,
@@ -202,10 +224,12 @@ def _check_resume(saved: dict[str, Any], cfg: VMCConfig, system: Molecule, model
     if model_config is not None and saved["model"] != model_config:
         raise ValueError("checkpoint was made with different model options: "
                          f"{saved['model']} vs {model_config}")
+    defaults = VMCConfig().to_dict()  # a setting newer than the checkpoint: its default
     for key, value in cfg.to_dict().items():
-        if key not in VMCConfig.RESUMABLE_CHANGES and saved["vmc"].get(key) != value:
+        before = saved["vmc"].get(key, defaults[key])
+        if key not in VMCConfig.RESUMABLE_CHANGES and before != value:
             raise ValueError(f"cannot resume with {key}={value!r}: the checkpoint has "
-                             f"{saved['vmc'].get(key)!r}")
+                             f"{before!r}")
 
 
 def vmc(

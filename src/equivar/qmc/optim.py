@@ -10,7 +10,8 @@ Natural gradient (:class:`StochasticReconfiguration`) preconditions with the Fis
 ``S = O^T O`` of the centred log-derivatives ``O`` [n_walkers, n_params]: it solves
 ``(S + lambda) delta = -g`` in the *walker* space, ``delta = -O^T (O O^T + lambda)^{-1} e``, at the
 cost of one ``n_walkers x n_walkers`` Cholesky factorisation (minSR), so it scales to millions of
-parameters; SPRING adds a momentum ``mu`` that reuses the previous update.
+parameters; SPRING adds a momentum ``mu`` that reuses the previous update. The Kronecker-factored
+alternative is :class:`equivar.qmc.kfac.KFAC`; :data:`equivar.qmc.driver.OPTIMIZERS` names all.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
-__all__ = ["OPTIMIZERS", "AdamVMC", "StochasticReconfiguration", "clip_local_energies",
-           "learning_rate", "per_walker_gradients"]
+__all__ = ["AdamVMC", "StochasticReconfiguration", "clip_local_energies", "learning_rate",
+           "per_walker_gradients"]
 
 
 def learning_rate(lr: float, iteration: int, decay: float) -> float:
@@ -187,6 +188,3 @@ class StochasticReconfiguration:
                              f"{self.previous.numel()}")
         self.previous, self.iteration = previous, int(state["iteration"])
 
-
-#: optimiser names accepted by :func:`equivar.qmc.vmc`
-OPTIMIZERS = {"adam": AdamVMC, "sr": StochasticReconfiguration}
