@@ -170,6 +170,10 @@ def _bind(lib: ctypes.CDLL) -> ctypes.CDLL:
         node.argtypes = [_I, _P, _P, _P, _P, _I, _P, _I, _P, _I, _P, _I, _I, _P, _P, _P, _P, _P,
                          _P, _I32]  # fmt: skip
         node.restype = None
+        jvp = getattr(lib, f"node_jvp_{suffix}")
+        jvp.argtypes = [_I, _P, _P, _P, _P, _I, _P, _P, _I, _P, _P, _I, _P, _I, _I, _P, _P, _P,
+                        _P, _P, _P, _I32]  # fmt: skip
+        jvp.restype = None
         edge = getattr(lib, f"edge_slots_{suffix}")
         edge.argtypes = [_I, _P, _P, _P, _I, _P, _I, _P, _I, _P, _I, _P, _P, _I32, _I32, _I,
                          _P, _P, _P, _P, _P, _P, _I32]  # fmt: skip
@@ -292,19 +296,40 @@ def evaluate(spec: ConvSpec, slot: int, ops: list, layout: EdgeLayout) -> torch.
     if lib is None:
         raise RuntimeError(f"the fused CPU convolution is unavailable: {_state['why']}")
     g, x, y, w = ops
-    ref = next(t for t in ops if t is not None)
     _check(*(t for t in ops if t is not None))
-    dtype, n, n_edges = ref.dtype, layout.n_nodes, layout.n_edges
     if slot in (2, 3):
         gy, gw = _edge_slots(spec, g, x, y, w, layout, want_y=slot == 2, want_w=slot == 3)
         return gy if slot == 2 else gw
+    return _node_slot(spec, slot, x if slot == 0 else g, y, w, layout)
+
+
+def evaluate_node_jvp(spec: ConvSpec, slot: int, src, y, w, y2, w2, layout: EdgeLayout):
+    """``dT/d(g)`` (``slot`` 0, ``src`` = x) or ``dT/d(x)`` (``slot`` 1, ``src`` = g) of
+    ``T(., y, w) + T(., y2, w2)`` in one pass over the edges (the backward of the edge pair,
+    :mod:`equivar.kernels.fused`).
+
+    Shapes:
+        src: [n_nodes, in_dim or out_dim], y, y2: [n_edges, sh_dim],
+        w, w2: [n_edges, weight_numel] -> [n_nodes, out_dim or in_dim]
+    """
+    if library() is None:
+        raise RuntimeError(f"the fused CPU convolution is unavailable: {_state['why']}")
+    _check(src, y, w, y2, w2)
+    return _node_slot(spec, slot, src, y, w, layout, y2, w2)
+
+
+def _node_slot(spec: ConvSpec, slot: int, src, y, w, layout: EdgeLayout, y2=None, w2=None):
+    """A node slot (0: by receiver from x, 1: by sender from g), of ``T(., y, w)`` or, with
+    ``y2, w2``, of ``T(., y, w) + T(., y2, w2)``."""
+    lib = library()
     terms = _terms(spec)
+    dtype, n, n_edges = src.dtype, layout.n_nodes, layout.n_edges
     if slot == 0:
-        src, src_to_t, out_dim, from_t = x, terms.in_to_t, spec.out_dim, terms.out_from_t
+        src_to_t, out_dim, from_t = terms.in_to_t, spec.out_dim, terms.out_from_t
         rowptr, eid, nbr = layout.by_receiver
         t_src, t_dst = terms.x, terms.o
     else:
-        src, src_to_t, out_dim, from_t = g, terms.out_to_t, spec.in_dim, terms.in_from_t
+        src_to_t, out_dim, from_t = terms.out_to_t, spec.in_dim, terms.in_from_t
         rowptr, eid, nbr = layout.by_sender
         t_src, t_dst = terms.o, terms.x
     if n == 0 or n_edges == 0:
@@ -313,11 +338,18 @@ def evaluate(spec: ConvSpec, slot: int, ops: list, layout: EdgeLayout) -> torch.
     y, w = y.contiguous(), w.contiguous()
     out = torch.empty(n, out_dim, dtype=dtype)
     coef = terms.c[dtype]
-    getattr(lib, f"node_slot_{_suffix(dtype)}")(
-        n, _ptr(rowptr), _ptr(eid), _ptr(nbr), _ptr(src_t), src_t.shape[1], _ptr(y),
-        spec.sh_dim, _ptr(w), spec.weight_numel, _ptr(out), out_dim, terms.n, _ptr(t_src),
-        _ptr(t_dst), _ptr(terms.y), _ptr(terms.w), _ptr(terms.u), _ptr(coef), terms.uniform_u,
-    )  # fmt: skip
+    tail = (_ptr(out), out_dim, terms.n, _ptr(t_src), _ptr(t_dst), _ptr(terms.y),
+            _ptr(terms.w), _ptr(terms.u), _ptr(coef), terms.uniform_u)  # fmt: skip
+    head = (n, _ptr(rowptr), _ptr(eid), _ptr(nbr), _ptr(src_t), src_t.shape[1])
+    if y2 is None:
+        getattr(lib, f"node_slot_{_suffix(dtype)}")(
+            *head, _ptr(y), spec.sh_dim, _ptr(w), spec.weight_numel, *tail
+        )  # fmt: skip
+    else:
+        y2, w2 = y2.contiguous(), w2.contiguous()
+        getattr(lib, f"node_jvp_{_suffix(dtype)}")(
+            *head, _ptr(y), _ptr(y2), spec.sh_dim, _ptr(w), _ptr(w2), spec.weight_numel, *tail
+        )  # fmt: skip
     return _permute_columns(lib, out, from_t)
 
 

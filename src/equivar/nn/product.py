@@ -8,6 +8,8 @@ import torch
 from e3nn import o3
 from torch import nn
 
+from equivar.kernels import cpu_product
+
 
 def _uniform_layout(irreps: o3.Irreps) -> tuple[int, list[o3.Irrep]]:
     """``(mul, [irreps])`` of ``C x ir1 + C x ir2 + ...`` with distinct irreps; else an error."""
@@ -18,6 +20,10 @@ def _uniform_layout(irreps: o3.Irreps) -> tuple[int, list[o3.Irrep]]:
             f"the product basis needs one block per irrep, all of one multiplicity, got {irreps}"
         )
     return muls.pop(), irs
+
+
+#: the implementations of the products that ``ProductBasis(kernel=...)`` accepts
+KERNELS = ("auto", "torch")
 
 
 class ProductBasis(nn.Module):
@@ -42,6 +48,9 @@ class ProductBasis(nn.Module):
         irreps: node features in and out, ``C x ir`` for distinct irreps (e.g. ``32x0e+32x1o``).
         correlation: highest power (1 = identity with species-wise scaling; 2-3 typical).
         num_species: rows of the species-dependent weights.
+        kernel: ``"auto"`` (default): on CPU float32/float64 tensors the fused C kernel
+            (:mod:`equivar.kernels.cpu_product`: the same numbers, about 1.5x faster training
+            steps with forces), else plain torch; ``"torch"``: plain torch everywhere.
 
     Shapes:
         x: [n_nodes, irreps.dim], species_index: [n_nodes] -> [n_nodes, irreps.dim]
@@ -50,10 +59,15 @@ class ProductBasis(nn.Module):
         Drautz, Phys. Rev. B 99, 014104 (2019) (ACE); Batatia et al., NeurIPS 2022 (MACE).
     """
 
-    def __init__(self, irreps: o3.Irreps | str, correlation: int, num_species: int) -> None:
+    def __init__(
+        self, irreps: o3.Irreps | str, correlation: int, num_species: int, kernel: str = "auto"
+    ) -> None:
         super().__init__()
         if correlation < 1:
             raise ValueError(f"correlation must be >= 1, got {correlation}")
+        if kernel not in KERNELS:
+            raise ValueError(f"unknown product kernel {kernel!r}; available: {KERNELS}")
+        self.kernel = kernel
         self.irreps_in = self.irreps_out = o3.Irreps(irreps)
         self.correlation = int(correlation)
         self.mul, irs = _uniform_layout(self.irreps_in)
@@ -84,6 +98,9 @@ class ProductBasis(nn.Module):
             out_sum[q0 : q0 + dims[c], offsets[c] : offsets[c] + dims[c]] = torch.eye(dims[c])
             path_of_q[q0 : q0 + dims[c]] = k
             q0 += dims[c]
+        self.plan = cpu_product.ProductPlan.from_dense(
+            cg, out_sum.argmax(1), path_of_q, cols.reshape(-1), self.mul
+        )  # the non-zero terms, for the C kernel
         dtype = torch.get_default_dtype()
         self.register_buffer("cg", cg.reshape(d * d, q).to(dtype), persistent=False)
         self.register_buffer("out_sum", out_sum.to(dtype), persistent=False)
@@ -91,6 +108,9 @@ class ProductBasis(nn.Module):
         self.num_paths = len(paths)
         block_of_d = torch.cat([torch.full((dim,), k) for k, dim in enumerate(dims)])
         self.register_buffer("block_of_d", block_of_d, persistent=False)
+        # t-layout column (component, channel) -> its entry of linear_weight.reshape(S, -1)
+        linear_cols = block_of_d[:, None] * self.mul + torch.arange(self.mul)[None, :]
+        self.register_buffer("linear_cols", linear_cols.reshape(-1), persistent=False)
         # species-wise weights: linear term per (species, block, channel), one set per power
         self.linear_weight = nn.Parameter(torch.ones(num_species, len(irs), self.mul))
         into = torch.bincount(torch.tensor([c for _, _, c in paths], dtype=torch.long),
@@ -102,6 +122,29 @@ class ProductBasis(nn.Module):
         ])  # fmt: skip
 
     def forward(self, x: torch.Tensor, species_index: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 2 or x.shape[1] != self.mul * self.d:
+            raise ValueError(f"x must be [n_nodes, {self.mul * self.d}], got {tuple(x.shape)}")
+        if species_index.shape != x.shape[:1]:
+            raise ValueError(f"species_index must be [n_nodes] = [{x.shape[0]}], got "
+                             f"{tuple(species_index.shape)}")  # fmt: skip
+        if self.kernel == "auto" and cpu_product.usable(x, self.linear_weight):
+            return self._forward_kernel(x, species_index)
+        return self._forward_torch(x, species_index)
+
+    def _forward_kernel(self, x: torch.Tensor, species_index: torch.Tensor) -> torch.Tensor:
+        """The fused C kernel, in the t-layout: no per-node outer product is stored."""
+        a = cpu_product.to_t_layout(self.plan, x)  # [n_nodes, D * C]
+        n_species = self.linear_weight.shape[0]
+        scale = self.linear_weight.reshape(n_species, -1).index_select(1, self.linear_cols)
+        out = a * scale.index_select(0, species_index)  # [n_nodes, D * C]
+        b = a
+        for w in self.power_weights:
+            # [n_nodes, n_paths, C] weights -> the next power, [n_nodes, D * C]
+            b = cpu_product.cpu_product(self.plan, b, a, w.index_select(0, species_index))
+            out = out + b
+        return cpu_product.from_t_layout(self.plan, out)
+
+    def _forward_torch(self, x: torch.Tensor, species_index: torch.Tensor) -> torch.Tensor:
         n = x.shape[0]
         a = x.index_select(1, self.to_cd).reshape(n, self.mul, self.d)  # [N, C, D]
         # weights laid out [species, C, D or Q] before the per-node gather, so every per-node
@@ -118,5 +161,6 @@ class ProductBasis(nn.Module):
         return out.reshape(n, self.mul * self.d).index_select(1, self.from_cd)
 
     def __repr__(self) -> str:
+        kernel = "" if self.kernel == "auto" else f", kernel={self.kernel!r}"
         return (f"{type(self).__name__}({self.irreps_in}, correlation={self.correlation}, "
-                f"{self.num_paths} paths)")  # fmt: skip
+                f"{self.num_paths} paths{kernel})")  # fmt: skip
