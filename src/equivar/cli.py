@@ -114,6 +114,7 @@ _COMMAND_MODULES: list[str] = [
     "equivar.qmc.cli",
     "equivar.train.cli",
     "equivar.simulate.cli",
+    "equivar.simulate.lammps_cli",
     "equivar.data.cli",
 ]
 

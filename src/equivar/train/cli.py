@@ -43,6 +43,8 @@ def _export(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path(args.checkpoint).with_suffix(".pt2")
     if out.is_dir():
         raise ValueError(f"-o {out} is a folder; name the .pt2 file to write")
+    if args.lammps:
+        return _export_lammps(args, out)
     try:
         path = export_model(args.checkpoint, out, example=args.example, dtype=args.dtype,
                             aoti=args.aoti)
@@ -55,6 +57,24 @@ def _export(args: argparse.Namespace) -> int:
     print(f"exported {args.checkpoint} -> {path} ({kind}, {meta['dtype']}, species "
           f"{meta['species']}, cutoff {meta['cutoff']} A)\nmax |exported - eager| on the example: "
           f"{errors}\nload with equivar.train.export.load_exported({str(path)!r})")
+    return 0
+
+
+def _export_lammps(args: argparse.Namespace, out: Path) -> int:
+    from equivar.train.lammps_export import export_lammps, read_lammps_metadata
+
+    try:
+        path = export_lammps(args.checkpoint, out, example=args.example, dtype=args.dtype)
+    except RuntimeError as err:
+        print(f"equivar export: error: {err}", file=sys.stderr)
+        return 1
+    meta = read_lammps_metadata(path)
+    errors = ", ".join(f"{k} {v:.1e}" for k, v in meta["check"].items())
+    print(f"exported {args.checkpoint} -> {path} (LAMMPS package: torch.export program + "
+          f"AOTInductor build, {meta['dtype']}, species {meta['species']}, cutoff "
+          f"{meta['cutoff']} A, {meta['num_layers']} layers)\nmax |AOTInductor - eager| on the "
+          f"example: {errors}\nin LAMMPS: pair_style equivar {meta['dtype']}; pair_coeff * * "
+          f"{path} <elements> (build the plugin with: equivar lammps build)")
     return 0
 
 
@@ -118,6 +138,10 @@ def add_commands(sub) -> None:
     export.add_argument("--aoti", action="store_true",
                         help="also compile it with AOTInductor into the same file (needs a C++ "
                         "compiler; about a minute; runs only on CPUs like this one)")
+    export.add_argument("--lammps", action="store_true",
+                        help="write the package that LAMMPS's pair_style equivar loads "
+                        "(local + ghost atoms in, energy of the local atoms, forces and virial "
+                        "out; always with its AOTInductor build; see examples/lammps/README.md)")
     export.set_defaults(func=_export)
 
     ev = sub.add_parser(
