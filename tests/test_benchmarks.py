@@ -203,7 +203,7 @@ def test_budgeted_training_rolls_back_a_collapsed_epoch():
     events, weights, lrs = [], [], []
     loop = common.budgeted_training(model, frames, loss_fn, lr=0.01, batch_size=2, warmup=0,
                                     seed=0, device=torch.device("cpu"), epochs=6, events=events)
-    for step, _, _, _ in loop:
+    for _step, _, _, _ in loop:
         weights.append(model.weight.detach().clone())
         lrs.append(loop.gi_frame.f_locals["opt"].param_groups[0]["lr"])
     assert [e["epoch"] for e in events] == [3, 5]
