@@ -49,7 +49,7 @@ class ProductBasis(nn.Module):
         correlation: highest power (1 = identity with species-wise scaling; 2-3 typical).
         num_species: rows of the species-dependent weights.
         kernel: ``"auto"`` (default): on CPU float32/float64 tensors the fused C kernel
-            (:mod:`equivar.kernels.cpu_product`: the same numbers, about 1.5x faster training
+            (:mod:`equivar.kernels.cpu_product`: the same numbers, 1.3-1.7x faster training
             steps with forces), else plain torch; ``"torch"``: plain torch everywhere.
 
     Shapes:
