@@ -28,6 +28,22 @@ def test_vmc_command_runs_and_resumes(tmp_path, capsys):
     assert json.loads((out / "result.json").read_text())["iterations"] == 8
 
 
+def test_vmc_command_takes_the_psiformer_ansatz(tmp_path, capsys):
+    """``--architecture psiformer`` builds the attention ansatz; its checkpoint says so, and a
+    resume with the other architecture is refused."""
+    import torch
+
+    out = tmp_path / "he"
+    args = ["vmc", "--system", "He", "--output", str(out), "--architecture", "psiformer", *FAST]
+    assert main([*args, "--iterations", "3"]) == 0
+    assert "He: E = " in capsys.readouterr().out
+    saved = torch.load(out / "checkpoint.pt", weights_only=False)
+    assert saved["config"]["model"]["architecture"] == "psiformer"
+    assert main(["vmc", "--system", "He", "--output", str(out), "--iterations", "4", "--resume",
+                 *FAST]) == 2  # fmt: skip
+    assert "different model options" in capsys.readouterr().err
+
+
 def test_vmc_command_reports_bad_input(tmp_path, capsys):
     assert main(["vmc", "--system", "Hx", "--output", str(tmp_path / "x"), *FAST]) == 2
     assert "unknown system 'Hx'" in capsys.readouterr().err

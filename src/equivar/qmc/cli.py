@@ -31,6 +31,8 @@ def _vmc(args: argparse.Namespace) -> int:
     options.update({k: v for k, v in flags.items() if v is not None})
     cfg = VMCConfig.from_dict(options)
     model = {"preset": args.preset, "features": args.features}
+    if args.architecture != "ferminet":  # FermiNet configs carry no key (older checkpoints)
+        model["architecture"] = args.architecture
     if args.determinants is not None:
         model["n_determinants"] = args.determinants
     out = Path(args.output or f"runs/vmc_{system.name}")
@@ -96,6 +98,8 @@ def add_commands(subparsers) -> None:
                    help="ansatz size (default S; L is FermiNet's)")
     p.add_argument("--determinants", type=int, help="number of determinants (preset's)")
     p.add_argument("--features", default="cartesian", choices=["cartesian", "invariant"])
+    p.add_argument("--architecture", default="ferminet", choices=["ferminet", "psiformer"],
+                   help="the ansatz: FermiNet-style streams (default) or Psiformer attention")
     p.add_argument("--device", help="cpu (default) or cuda")
     p.add_argument("--dtype", choices=["float32", "float64"], help="default float64")
     p.add_argument("--seed", type=int)
