@@ -423,11 +423,21 @@ SETTING_KEYS = ("minutes", "clock", "batch_size", "lr", "loss_weights", "weight_
                 "jobs", "device", "mace_size", "nequip_size")  # fmt: skip
 
 
-def learning_rates(values: list[str]) -> dict[str, float]:
-    """``--lr``: :data:`LEARNING_RATES` updated by ``MODEL=LR`` items and by bare values, which
-    go to the models in the order of :data:`MODELS` (``--lr 0.05 1e-2 3e-3``: equivar, SchNet,
+#: budgets (CPU minutes) from which :data:`LONG_BUDGET_LR` replaces the 3-minute sweeps' rates
+LONG_BUDGET_MINUTES = 10.0
+#: equivar's peak lr for long budgets: at 30 minutes lr 0.05 diverged on ethanol (a cosine over a
+#: long budget keeps the lr near its peak for many epochs), 0.01 gave 3.78 meV/A (RESULTS.md)
+LONG_BUDGET_LR = {"equivar": 0.01}
+
+
+def learning_rates(values: list[str], minutes: float = 0.0) -> dict[str, float]:
+    """``--lr``: :data:`LEARNING_RATES` (with :data:`LONG_BUDGET_LR` from
+    :data:`LONG_BUDGET_MINUTES` on) updated by ``MODEL=LR`` items and by bare values, which go
+    to the models in the order of :data:`MODELS` (``--lr 0.05 1e-2 3e-3``: equivar, SchNet,
     DimeNet++)."""
     out = dict(LEARNING_RATES)
+    if minutes >= LONG_BUDGET_MINUTES:
+        out.update(LONG_BUDGET_LR)
     bare = [v for v in values if "=" not in v]
     if len(bare) > len(MODELS):
         raise ValueError(f"--lr: {len(bare)} bare values for {len(MODELS)} models {MODELS}")
@@ -463,7 +473,8 @@ def main(argv=None) -> None:
                         help="peak learning rates, e.g. mace=0.02; bare values go to equivar, "
                         "schnet, dimenet++, mace, nequip in that order (default: each model's "
                         "best in the pilot sweeps of the module docstring, "
-                        f"{LEARNING_RATES})")  # fmt: skip
+                        f"{LEARNING_RATES}; from {LONG_BUDGET_MINUTES:g} minutes on "
+                        f"{LONG_BUDGET_LR})")  # fmt: skip
     parser.add_argument("--weight-decay", type=float, default=0.0,
                         help="AdamW weight decay, every model")
     parser.add_argument("--ema-decay", type=float, default=0.99,
@@ -506,7 +517,7 @@ def main(argv=None) -> None:
             parser.error(f"--models {name}: the package is not installed; see the install lines "
                          "of benchmarks/peers.py (the `peers` extra)")  # fmt: skip
     try:
-        args.lr = learning_rates(args.lr)
+        args.lr = learning_rates(args.lr, args.minutes)
         size_options(args.mace_size, MACE_SIZE, "--mace-size")
         size_options(args.nequip_size, NEQUIP_SIZE, "--nequip-size")
     except ValueError as exc:

@@ -371,6 +371,10 @@ def test_md17_learning_rates_by_name_or_position():
     lr = md17.learning_rates(["0.05", "1e-2", "mace=0.02"])
     assert (lr["equivar"], lr["schnet"], lr["mace"]) == (0.05, 0.01, 0.02)
     assert lr["dimenet++"] == md17.LEARNING_RATES["dimenet++"]
+    long = md17.learning_rates([], minutes=30)  # a long budget: equivar's stable peak lr
+    assert long["equivar"] == md17.LONG_BUDGET_LR["equivar"]
+    assert long["mace"] == md17.LEARNING_RATES["mace"]
+    assert md17.learning_rates(["equivar=0.05"], minutes=30)["equivar"] == 0.05  # asked: kept
     with pytest.raises(ValueError, match="unknown model 'mac'"):
         md17.learning_rates(["mac=0.1"])
     with pytest.raises(ValueError, match="not a number"):
