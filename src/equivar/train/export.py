@@ -80,9 +80,11 @@ def _flat_function(model: nn.Module):
     return run
 
 
-def _resolve_model(model_or_checkpoint: Any, dtype: torch.dtype | None) -> nn.Module:
+def resolve_potential(model_or_checkpoint: Any, dtype: torch.dtype | None,
+                      caller: str = "export_model") -> nn.Module:  # fmt: skip
     """The potential to export: a module (copied and cast when ``dtype`` differs) or a
-    checkpoint's, rebuilt in ``dtype``."""
+    checkpoint's, rebuilt in ``dtype`` (``caller`` names the exporter in the errors; the LAMMPS
+    export shares this)."""
     from equivar.models.potential import PotentialModel
 
     if isinstance(model_or_checkpoint, (str, os.PathLike)):
@@ -99,7 +101,7 @@ def _resolve_model(model_or_checkpoint: Any, dtype: torch.dtype | None) -> nn.Mo
         except (TypeError, ValueError) as err:
             raise ValueError(f"checkpoint {path!r} does not rebuild: {err}") from None
     if not isinstance(model_or_checkpoint, PotentialModel):
-        raise TypeError("export_model needs a potential (build('potential', ...)) or the path of "
+        raise TypeError(f"{caller} needs a potential (build('potential', ...)) or the path of "
                         f"its checkpoint, got {type(model_or_checkpoint).__name__}")
     model = model_or_checkpoint
     if dtype is not None and next(model.parameters()).dtype != dtype:
@@ -269,7 +271,7 @@ def export_model(
     if path.suffix != ".pt2":
         raise ValueError(f"the exported model's path must end in .pt2, got {str(path)!r}")
     dtype = resolve_dtype(dtype)
-    model = _resolve_model(model_or_checkpoint, dtype)
+    model = resolve_potential(model_or_checkpoint, dtype)
     param = next(model.parameters())
     dtype, device = param.dtype, param.device
     graph = _example_graph(example, model, dtype)

@@ -119,31 +119,10 @@ def _restore(model: nn.Module, saved: dict[str, Any]) -> None:
 
 
 def _resolve(model_or_checkpoint: Any, dtype: torch.dtype | None) -> nn.Module:
-    """The potential to export: a module (copied and cast when ``dtype`` differs) or a
-    checkpoint's, rebuilt in ``dtype``."""
-    import copy
+    """The potential to export (shared with ``export_model``)."""
+    from equivar.train.export import resolve_potential
 
-    from equivar.models.potential import PotentialModel
-
-    if isinstance(model_or_checkpoint, (str, os.PathLike)):
-        from equivar.models.checkpoint import model_from_checkpoint_data, read_checkpoint
-
-        path = str(model_or_checkpoint)
-        data = read_checkpoint(path)
-        if data["config"].get("name") != "potential":
-            raise ValueError(f"checkpoint {path!r} holds a {data['config'].get('name')!r} model; "
-                             "only potentials run in LAMMPS")
-        try:
-            return model_from_checkpoint_data(data, dtype)
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"checkpoint {path!r} does not rebuild: {err}") from None
-    if not isinstance(model_or_checkpoint, PotentialModel):
-        raise TypeError("export_lammps needs a potential (build('potential', ...)) or the path of "
-                        f"its checkpoint, got {type(model_or_checkpoint).__name__}")
-    model = model_or_checkpoint
-    if dtype is not None and next(model.parameters()).dtype != dtype:
-        model = copy.deepcopy(model).to(dtype)
-    return model
+    return resolve_potential(model_or_checkpoint, dtype, caller="export_lammps")
 
 
 def _example_graph(example: Any, model: nn.Module, dtype: torch.dtype):
