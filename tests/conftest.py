@@ -29,6 +29,14 @@ def _seed():
 
 
 @pytest.fixture
+def private_cache(tmp_path, monkeypatch):
+    """``EQUIVAR_CACHE`` in the test's own folder: nothing read from or left in the user's cache
+    (the equivariant-basis solver writes there)."""
+    monkeypatch.setenv("EQUIVAR_CACHE", str(tmp_path))
+    return tmp_path
+
+
+@pytest.fixture
 def one_thread():
     """One torch thread for the test, restored afterwards. Folders of tiny-tensor tests (nbody,
     qmc, simulate) use it for every test: there intra-op threads cost more than they save, and

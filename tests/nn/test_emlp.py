@@ -33,9 +33,7 @@ from tests.conftest import tolerance
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def _cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("EQUIVAR_CACHE", str(tmp_path))
+pytestmark = pytest.mark.usefixtures("private_cache")  # tests.conftest
 
 
 def _gen(seed=0):

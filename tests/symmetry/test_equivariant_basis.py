@@ -25,9 +25,7 @@ from equivar.symmetry import (
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def _cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("EQUIVAR_CACHE", str(tmp_path))
+pytestmark = pytest.mark.usefixtures("private_cache")  # tests.conftest
 
 
 def _gen(seed=0):
