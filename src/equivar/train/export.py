@@ -188,23 +188,35 @@ def _check(name: str, errors: dict[str, float], ref: dict[str, torch.Tensor], dt
                                f"max |{key} difference| = {err:.3g} (tolerance {tol * scale:.3g})")
 
 
-def _trace_and_check(model: nn.Module, graph, dtype: torch.dtype, device: torch.device):
-    """``(ExportedProgram, max errors against eager per check, eager reference function)``."""
+def trace_symbolic(function, inputs: tuple[torch.Tensor, ...]):
+    """``make_fx`` trace of ``function(*inputs)`` with symbolic sizes, the autograd graph
+    inside (step 1 of the module docstring; the LAMMPS export shares it).
+
+    Raises:
+        RuntimeError: a traced constant kept no value (a fake tensor).
+    """
     import torch.fx.experimental._config as fx_config
     from torch._subclasses.fake_tensor import FakeTensor
     from torch.fx.experimental.proxy_tensor import make_fx
+
+    with torch.no_grad(), fx_config.patch(use_duck_shape=False):
+        aten_graph = make_fx(function, tracing_mode="symbolic",
+                             _allow_non_fake_inputs=True)(*inputs)  # fmt: skip
+    for node in aten_graph.graph.find_nodes(op="get_attr"):
+        if isinstance(getattr(aten_graph, node.target), FakeTensor):
+            raise RuntimeError(f"traced constant {node.target!r} has no value")
+    return aten_graph
+
+
+def _trace_and_check(model: nn.Module, graph, dtype: torch.dtype, device: torch.device):
+    """``(ExportedProgram, max errors against eager per check, eager reference function)``."""
     from torch_geometric.data import Batch
 
     # Two copies of the example: every traced size is >= 2, so none is specialised to 0 or 1.
     pair = program_inputs(Batch.from_data_list([graph, graph]), dtype, device)
     single = program_inputs(Batch.from_data_list([graph]), dtype, device)
     try:
-        with torch.no_grad(), fx_config.patch(use_duck_shape=False):
-            aten_graph = make_fx(_flat_function(model), tracing_mode="symbolic",
-                                 _allow_non_fake_inputs=True)(*pair)
-        for node in aten_graph.graph.find_nodes(op="get_attr"):
-            if isinstance(getattr(aten_graph, node.target), FakeTensor):
-                raise RuntimeError(f"traced constant {node.target!r} has no value")
+        aten_graph = trace_symbolic(_flat_function(model), pair)
         n_nodes = torch.export.Dim("n_nodes", min=1)
         n_edges = torch.export.Dim("n_edges", min=0)
         n_graphs = torch.export.Dim("n_graphs", min=1)

@@ -180,17 +180,10 @@ def _example_inputs(graph, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
 
 def _trace(model: nn.Module, inputs: tuple[torch.Tensor, ...]):
     """``torch.export`` program of the pair-style function, dynamic in n_nodes and n_edges."""
-    import torch.fx.experimental._config as fx_config
-    from torch._subclasses.fake_tensor import FakeTensor
-    from torch.fx.experimental.proxy_tensor import make_fx
+    from equivar.train.export import trace_symbolic
 
     try:
-        with torch.no_grad(), fx_config.patch(use_duck_shape=False):
-            aten_graph = make_fx(_local_function(model), tracing_mode="symbolic",
-                                 _allow_non_fake_inputs=True)(*inputs)
-        for node in aten_graph.graph.find_nodes(op="get_attr"):
-            if isinstance(getattr(aten_graph, node.target), FakeTensor):
-                raise RuntimeError(f"traced constant {node.target!r} has no value")
+        aten_graph = trace_symbolic(_local_function(model), inputs)
         n_nodes = torch.export.Dim("n_nodes", min=1)
         n_edges = torch.export.Dim("n_edges", min=0)
         dynamic = {"pos": {0: n_nodes}, "z": {0: n_nodes}, "edge_index": {1: n_edges},
